@@ -1,0 +1,242 @@
+"""The `dse` command (DESIGN.md §5). Exit codes: 0 success, 1 a sweep with failures, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dse.errors import DseError, InputError
+
+EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _add_sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", type=Path, help="a test TOML or a scenario TOML")
+    p.add_argument("--system", type=Path, default=None, help="system TOML (default: this machine, local executor)")
+    p.add_argument("--tests-dir", type=Path, default=None, help="directory of test TOMLs named by a scenario")
+    p.add_argument("--test", dest="test_id", default=None, help="the [[Tests]] id to sweep in a scenario")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dse",
+        description="Design-space exploration for Megatron-Bridge training performance on Slurm.",
+    )
+    parser.add_argument("--version", action="version", version=f"dse {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("space", help="dimensions, sizes, valid count and what each rule prunes",
+                       description="Explain a sweep's search space: dimensions, env_params, total and valid "
+                                   "points, and how many points each parallelism rule prunes.")
+    _add_sweep_args(p)
+    p.set_defaults(func=_cmd_space)
+
+    p = sub.add_parser("dry-run", help="the first N trials' commands and job scripts; submits nothing",
+                       description="Write and print the exact command and job script of the first N trials "
+                                   "(in the agent's order) without submitting anything.")
+    _add_sweep_args(p)
+    p.add_argument("-n", type=int, default=3, help="number of trials to show (default 3)")
+    p.add_argument("--out", type=Path, default=None, help="directory for the generated files (default: a temp dir)")
+    p.add_argument("--agent", default=None, help="agent whose order to follow (default: the sweep's)")
+    p.set_defaults(func=_cmd_dry_run)
+
+    p = sub.add_parser("run", help="run a sweep", description="Run a sweep: the agent proposes trials, the "
+                       "executor runs them, results land in RUN_DIR and in the shared cache.")
+    _add_sweep_args(p)
+    p.add_argument("--agent", default=None, help="agent name (default: the sweep's `agent`)")
+    p.add_argument("--steps", type=int, default=None, help="number of trials (default: the sweep's agent_steps)")
+    p.add_argument("--parallel", type=int, default=1, help="trials in flight at once (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="seed for the agent and env_params draws")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="parent directory of the run dir (default runs/)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="result cache database (default $DSE_CACHE or ~/.cache/dse/cache.db)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
+    p.add_argument("--executor", choices=["local", "slurm", "debug"], default=None,
+                   help="override the system's scheduler (debug runs in-process, for tests)")
+    p.add_argument("--time-scale", type=float, default=None,
+                   help="simulator only: sleep this fraction of the simulated run time")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("resume", help="finish an interrupted sweep",
+                       description="Finish a sweep whose driver died: finished trials are kept, jobs still "
+                                   "running are re-attached and collected, the rest is run.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--parallel", type=int, default=None, help="trials in flight (default: as the run had)")
+    p.set_defaults(func=_cmd_resume)
+
+    p = sub.add_parser("status", help="counts by status, best so far, jobs in flight")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("table", help="the trial table")
+    p.add_argument("run_dir", type=Path, nargs="+")
+    p.add_argument("--format", choices=["text", "csv", "json", "parquet"], default="text")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
+    p.set_defaults(func=_cmd_table)
+
+    p = sub.add_parser("best", help="the best trial; as a ready-to-run TOML with --toml")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--toml", action="store_true", help="print a ready-to-run test TOML of the best trial")
+    p.set_defaults(func=_cmd_best)
+
+    p = sub.add_parser("report", help="an HTML report with figures")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default RUN_DIR/report.html)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("agents", help="registered agents and reward functions")
+    p.set_defaults(func=_cmd_agents)
+    return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("dse")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "0+unknown"
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dse.spec import load_sweep
+
+    return load_sweep(args.sweep, system=args.system, tests_dir=args.tests_dir, test_id=args.test_id)
+
+
+# --------------------------------------------------------------------------------------------------
+def _cmd_space(args: argparse.Namespace) -> int:
+    from dse.space import SweepSpace
+    from dse.summary import space_summary
+
+    sweep = _load(args)
+    space = SweepSpace(sweep)
+    text, count = space_summary(space)
+    print(text)
+    if count.valid == 0:
+        raise _empty_space_error(space, count)
+    return EXIT_OK
+
+
+def _empty_space_error(space, count) -> InputError:  # type: ignore[no-untyped-def]
+    worst = sorted(((n, p) for n, p in count.pruned.items() if p), key=lambda x: -x[1])
+    names = ", ".join(f"{n} ({p})" for n, p in worst[:5])
+    return InputError(f"no valid point in {count.total}: pruned by {names}", file=str(space.sweep.source),
+                      field="cmd_args")
+
+
+def _cmd_dry_run(args: argparse.Namespace) -> int:
+    from dse.dryrun import dry_run
+
+    return dry_run(_load(args), n=args.n, out=args.out, agent=args.agent)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from dse.sweep import RunOptions, run_sweep
+
+    sweep = _load(args)
+    if args.parallel < 1:
+        raise InputError("must be >= 1", field="--parallel")
+    if args.steps is not None and args.steps < 1:
+        raise InputError("must be >= 1", field="--steps")
+    opts = RunOptions(
+        agent=args.agent,
+        steps=args.steps,
+        parallel=args.parallel,
+        seed=args.seed,
+        out=args.out,
+        cache=args.cache,
+        no_cache=args.no_cache,
+        executor=args.executor,
+        time_scale=args.time_scale,
+    )
+    return run_sweep(sweep, opts)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from dse.sweep import resume_sweep
+
+    return resume_sweep(args.run_dir, parallel=args.parallel)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from dse.table import status_text
+
+    print(status_text(args.run_dir))
+    return EXIT_OK
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from dse.table import write_table
+
+    write_table(args.run_dir, fmt=args.format, output=args.output)
+    return EXIT_OK
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from dse.table import best_text
+
+    print(best_text(args.run_dir, as_toml=args.toml))
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from dse.table import write_report
+
+    print(write_report(args.run_dir, output=args.output))
+    return EXIT_OK
+
+
+def _cmd_agents(args: argparse.Namespace) -> int:
+    from agents.base import agent_classes
+    from dse.rewards import reward_names
+
+    print("agents:")
+    for name, cls in sorted(agent_classes().items()):
+        env = "accepts env_params" if getattr(cls, "accepts_env_params", False) else "fixed environment only"
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"  {name:<16} {doc} [{env}]")
+    print("reward functions:")
+    for name in reward_names():
+        print(f"  {name}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _show_warning  # type: ignore[assignment]
+        try:
+            return func(args)
+        except InputError as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except DseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILURES
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            return EXIT_OK
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    from dse.spec import UnknownFieldWarning
+
+    if issubclass(category, UnknownFieldWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    elif not issubclass(category, (DeprecationWarning, FutureWarning)):
+        print(f"warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

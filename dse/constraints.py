@@ -1,0 +1,631 @@
+"""Named parallelism rules, decided before submission, vectorised over blocks of points.
+
+Each rule is a function of a `Columns` view (one numpy array per field over a block of points, or a
+scalar for fixed fields) returning a boolean mask: True where the point satisfies the rule. The rules are
+those of Megatron-Bridge v0.3.0 (reference/megatron-bridge.md §3) and CloudAI's MegatronBridge
+`constraint_check` (reference/cloudai-dse.md §3.1) that can be decided from the config alone, including
+the architecture-aware ones (heads % tp, query groups vs tp, layers % pp and % vp, experts % ep,
+seq % 2cp) from the recipe's architecture table. User expressions from the test TOML are rules too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dse.architectures import Architecture, architecture_for
+from dse.expressions import Expression
+
+PRESET_KEYS = ("model_recipe_name", "gpu_type", "compute_dtype", "task", "num_gpus", "config_variant")
+RESOLVED_FIELDS = ("tp", "pp", "cp", "vp", "ep", "et", "mb", "gb", "seq_length", "num_layers")
+_EXTRA_DEPS = {"seq_length": ("model.seq_length",), "num_layers": ("model.num_layers",)}
+GPU_TYPES = ("h100", "b200", "b300", "gb200", "gb300")
+COMPUTE_DTYPES = ("bf16", "fp8_cs", "fp8_mx", "fp8_sc", "nvfp4")
+TE_SCOPES = {"attn", "mlp", "moe", "moe_router", "moe_preprocess", "mamba"}
+_OFF = {"", "none", "null"}
+
+
+def split_list(value: Any) -> list[str]:
+    """`"attn,moe_router"` (or `["attn"]`, `"[attn]"`) -> `["attn", "moe_router"]`, lowercased."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    text = str(value).replace("[", "").replace("]", "").replace('"', "").replace("'", "")
+    return [p.strip().lower() for p in text.split(",") if p.strip()]
+
+
+def resolve_scalar(name: str, values: Mapping[str, Any]) -> Any:
+    """Effective value of a parallelism field the launcher would use (preset when unset)."""
+    try:
+        from dse.presets import resolve_defaults
+    except ImportError:  # pragma: no cover - presets ship with the package
+        resolve_defaults = None
+    if resolve_defaults is not None:
+        try:
+            resolved = resolve_defaults(dict(values))
+        except Exception:  # a preset problem must not hide the rule verdicts
+            resolved = {}
+        if name in resolved:
+            return resolved[name]
+    raw = values.get(name)
+    if raw is None and name in _EXTRA_DEPS:
+        raw = values.get(_EXTRA_DEPS[name][0])
+    if raw is None:
+        defaults: dict[str, Any] = {"tp": 1, "pp": 1, "cp": 1, "ep": 1, "mb": 1}
+        if name == "num_layers":
+            arch = architecture_for(values.get("model_recipe_name"))
+            return arch.num_layers if arch else None
+        if name == "seq_length":
+            arch = architecture_for(values.get("model_recipe_name"))
+            return arch.seq_length if arch else None
+        return defaults.get(name)
+    return raw
+
+
+class Columns:
+    """Field values over a block of points: arrays for swept fields, scalars for fixed ones.
+
+    `table()` evaluates a scalar function over the (small) product of the swept fields it reads and
+    gathers the result per point, so string features and preset look-ups cost no Python per point.
+    """
+
+    def __init__(
+        self,
+        dim_names: Sequence[str],
+        dim_values: Sequence[Sequence[Any]],
+        digits: np.ndarray,
+        fixed: Mapping[str, Any],
+        cache: dict[Any, Any] | None = None,
+        derived: Mapping[str, tuple[tuple[str, ...], Callable[..., Any]]] | None = None,
+    ) -> None:
+        self.dim_index = {n: i for i, n in enumerate(dim_names)}
+        self.dim_values = [list(v) for v in dim_values]
+        self.digits = digits
+        self.n = digits.shape[1] if digits.ndim == 2 else 1
+        self.fixed = fixed
+        self.cache = cache if cache is not None else {}
+        self.derived = dict(derived or {})
+
+    def raw(self, name: str) -> Any:
+        if name in self.derived:
+            deps, fn = self.derived[name]
+            return self.table(deps, fn, key=("derived", name))
+        i = self.dim_index.get(name)
+        if i is None:
+            return self.fixed.get(name)
+        key = ("raw", name)
+        arr = self.cache.get(key)
+        if arr is None:
+            arr = _as_array(self.dim_values[i])
+            self.cache[key] = arr
+        return arr[self.digits[i]]
+
+    def table(self, names: Sequence[str], fn: Callable[..., Any], key: Any = None) -> Any:
+        """`fn(*values)` for each point, computed once per combination of the swept fields in `names`."""
+        names = tuple(names)
+        cache_key = ("table", key if key is not None else (names, fn))
+        entry = self.cache.get(cache_key)
+        if entry is None:
+            entry = self._tabulate(names, fn)
+            self.cache[cache_key] = entry
+        axes, table = entry
+        if not axes:
+            return table
+        index = np.zeros(self.n, dtype=np.int64)
+        for i, radix in axes:
+            index = index * radix + self.digits[i]
+        return table[index]
+
+    def _base_dims(self, names: Sequence[str]) -> list[str]:
+        """The swept dimensions that `names` read, derived fields expanded into their inputs."""
+        out: list[str] = []
+        for n in names:
+            for d in self.derived[n][0] if n in self.derived else (n,):
+                if d in self.dim_index and d not in out:
+                    out.append(d)
+        return out
+
+    def _scalar(self, name: str, vals: Mapping[str, Any]) -> Any:
+        if name in self.derived:
+            deps, fn = self.derived[name]
+            return fn(*[vals[d] if d in vals else self.fixed.get(d) for d in deps])
+        return vals[name] if name in vals else self.fixed.get(name)
+
+    def _tabulate(self, names: tuple[str, ...], fn: Callable[..., Any]) -> tuple[list[tuple[int, int]], Any]:
+        base = self._base_dims(names)
+        if not base:
+            return [], fn(*[self._scalar(n, {}) for n in names])
+        axes_values = [self.dim_values[self.dim_index[d]] for d in base]
+        results = []
+        for combo in itertools.product(*axes_values):
+            vals = dict(zip(base, combo, strict=True))
+            results.append(fn(*[self._scalar(n, vals) for n in names]))
+        axes = [(self.dim_index[d], len(v)) for d, v in zip(base, axes_values, strict=True)]
+        return axes, _as_array(results)
+
+    # ---- resolved values used by the rules -------------------------------------------------------
+    def value(self, name: str) -> Any:
+        """The effective value: presets fill unset parallelism fields (as the launcher would)."""
+        if name in RESOLVED_FIELDS:
+            deps = (name, *PRESET_KEYS, *_EXTRA_DEPS.get(name, ()))
+            return self.table(deps, lambda *v, _d=deps, _n=name: resolve_scalar(_n, dict(zip(_d, v, strict=True))),
+                              key=("resolved", name))
+        return self.raw(name)
+
+    def num(self, name: str, default: int = 1) -> Any:
+        v = self.value(name)
+        if isinstance(v, np.ndarray):
+            if v.dtype == object:
+                return np.array([default if x is None else x for x in v], dtype=np.int64)
+            return v
+        return default if v is None else v
+
+    def feature(self, name: str, fn: Callable[[Any], Any]) -> Any:
+        """A per-value feature of one field (string parsing etc.), computed once per distinct value."""
+        return self.table((name,), fn, key=("feature", name, fn))
+
+    def arch(self) -> Any:
+        return self.table(("model_recipe_name",), architecture_for, key=("arch",))
+
+
+def _as_array(values: Sequence[Any]) -> np.ndarray:
+    if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    if values and all(isinstance(v, (bool, np.bool_)) for v in values):
+        return np.asarray(values, dtype=bool)
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.float64)
+    arr = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        arr[i] = v
+    return arr
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named rule: `check(columns)` is True where a point is valid; `message` says why it is not."""
+
+    name: str
+    message: str
+    check: Callable[[Columns], Any]
+    source: str = "megatron-bridge"
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers over columns
+# ---------------------------------------------------------------------------------------------------
+def _vp_on(c: Columns) -> Any:
+    return np.asarray(c.num("vp", 1)) > 1
+
+
+def _vp(c: Columns) -> Any:
+    return c.num("vp", 1)
+
+
+def _arch_attr(c: Columns, attr: str) -> Any:
+    """An architecture number per point (None where the recipe is unknown)."""
+    return c.table(("model_recipe_name",), lambda r: getattr(architecture_for(r), attr, None) if r else None,
+                   key=("arch", attr))
+
+
+def _known_arch(c: Columns) -> Any:
+    return c.table(("model_recipe_name",), lambda r: architecture_for(r) is not None, key=("arch?",))
+
+
+def _layers(c: Columns) -> Any:
+    return c.num("num_layers", 0)
+
+
+def _dp(c: Columns) -> Any:
+    model = c.num("tp") * c.num("pp") * c.num("cp")
+    return np.where(model > 0, c.num("num_gpus") // np.maximum(model, 1), 0)
+
+
+def _cuda_graphs_impl_on(c: Columns) -> Any:
+    return c.feature("cuda_graph_impl", lambda v: str(v or "").strip().lower() not in _OFF)
+
+
+def _cuda_graphs_on(c: Columns) -> Any:
+    scopes = c.feature("cuda_graph_scope", lambda v: len(split_list(v)) > 0)
+    return np.logical_and(_cuda_graphs_impl_on(c), scopes)
+
+
+def _scope_has(c: Columns, *items: str) -> Any:
+    return c.feature("cuda_graph_scope", lambda v, _i=items: any(x in split_list(v) for x in _i))
+
+
+def _recompute_has(c: Columns, *items: str) -> Any:
+    return c.feature("recompute_modules", lambda v, _i=items: any(x in split_list(v) for x in _i))
+
+
+def _truthy(c: Columns, name: str) -> Any:
+    return c.feature(name, lambda v: bool(v) and str(v).lower() not in ("false", "0", "no"))
+
+
+def _implies(a: Any, b: Any) -> Any:
+    return np.logical_or(np.logical_not(a), b)
+
+
+def _div_ok(num: Any, den: Any) -> Any:
+    den_safe = np.where(np.asarray(den) > 0, den, 1)
+    return np.logical_and(np.asarray(den) > 0, np.asarray(num) % den_safe == 0)
+
+
+def _layers_known(c: Columns) -> Any:
+    layout = c.feature("pipeline_model_parallel_layout", lambda v: not v)
+    return np.logical_and(np.asarray(_layers(c)) > 0, layout)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the built-in rules
+# ---------------------------------------------------------------------------------------------------
+def _r_world(c: Columns) -> Any:
+    return _div_ok(c.num("num_gpus"), c.num("tp") * c.num("pp") * c.num("cp"))
+
+
+def _r_expert_world(c: Columns) -> Any:
+    et = c.value("et")
+    et = c.num("tp") if et is None else np.where(np.equal(et, None), c.num("tp"), et) if isinstance(et, np.ndarray) \
+        and et.dtype == object else et
+    et = np.asarray(et).astype(np.int64) if isinstance(et, np.ndarray) else et
+    return _div_ok(c.num("num_gpus"), et * c.num("ep") * c.num("pp"))
+
+
+def _r_batch(c: Columns) -> Any:
+    gb = c.value("gb")
+    if gb is None:
+        return True
+    gb = c.num("gb", 0)
+    fsdp = _truthy(c, "use_megatron_fsdp")
+    ndo = c.num("num_distributed_optimizer_instances", 1)
+    div = c.num("mb") * _dp(c) * np.where(fsdp, ndo, 1)
+    ok = _div_ok(gb, div)
+    has_gb = np.not_equal(gb, 0)
+    return np.where(has_gb, np.logical_and(ok, np.asarray(gb) >= div), True)
+
+
+def _r_vp_needs_pp(c: Columns) -> Any:
+    return _implies(_vp_on(c), c.num("pp") > 1)
+
+
+def _r_layers_pp(c: Columns) -> Any:
+    deepseek = c.feature("model_recipe_name", lambda r: "deepseek" in str(r or ""))
+    ok = _div_ok(_layers(c), c.num("pp"))
+    return np.logical_or(np.logical_or(np.logical_not(_layers_known(c)), deepseek), ok)
+
+
+def _r_layers_vp(c: Columns) -> Any:
+    deepseek = c.feature("model_recipe_name", lambda r: "deepseek" in str(r or ""))
+    pp = np.maximum(c.num("pp"), 1)
+    per_stage_ok = _div_ok(_layers(c), pp)
+    ok = np.logical_and(per_stage_ok, _div_ok(np.asarray(_layers(c)) // pp, _vp(c)))
+    applies = np.logical_and(np.logical_and(_layers_known(c), np.logical_not(deepseek)), _vp_on(c))
+    return _implies(applies, ok)
+
+
+def _r_interleaved_microbatches(c: Columns) -> Any:
+    gb = c.value("gb")
+    if gb is None:
+        return True
+    m = c.num("gb", 0) // np.maximum(c.num("mb") * np.maximum(_dp(c), 1), 1)
+    pp = c.num("pp")
+    ok = np.logical_and(m % np.maximum(pp, 1) == 0, m >= pp)
+    return _implies(np.logical_and(_vp_on(c), pp > 1), ok)
+
+
+def _r_heads_tp(c: Columns) -> Any:
+    heads = _arch_attr(c, "num_attention_heads")
+    if not isinstance(heads, np.ndarray) and heads is None:
+        return True
+    heads = np.asarray(np.where(np.equal(heads, None), 0, heads), dtype=np.int64) if isinstance(heads, np.ndarray) \
+        and heads.dtype == object else heads
+    return np.logical_or(np.asarray(heads) == 0, _div_ok(heads, c.num("tp")))
+
+
+def _r_query_groups_tp(c: Columns) -> Any:
+    groups = _arch_attr(c, "num_query_groups")
+    if not isinstance(groups, np.ndarray) and groups is None:
+        return True
+    g = np.asarray(np.where(np.equal(groups, None), 0, groups), dtype=np.int64) if isinstance(groups, np.ndarray) \
+        and groups.dtype == object else groups
+    tp = c.num("tp")
+    g_safe = np.maximum(g, 1)
+    ok = np.logical_or(np.asarray(g) % np.maximum(tp, 1) == 0, tp % g_safe == 0)
+    return np.logical_or(np.asarray(g) == 0, ok)
+
+
+def _r_seq_tp(c: Columns) -> Any:
+    seq = c.num("seq_length", 0)
+    tp, cp = c.num("tp"), c.num("cp")
+    ok = _div_ok(np.asarray(seq) // np.maximum(cp, 1), tp)
+    return _implies(np.logical_and(tp > 1, np.asarray(seq) > 0), ok)
+
+
+def _r_seq_cp(c: Columns) -> Any:
+    seq = c.num("seq_length", 0)
+    cp = c.num("cp")
+    return _implies(np.logical_and(cp > 1, np.asarray(seq) > 0), _div_ok(seq, 2 * cp))
+
+
+def _r_seq_consistent(c: Columns) -> Any:
+    a, b = c.raw("seq_length"), c.raw("model.seq_length")
+    if a is None or b is None:
+        return True
+    return np.equal(a, b)
+
+
+def _r_experts_ep(c: Columns) -> Any:
+    experts = _arch_attr(c, "num_moe_experts")
+    if not isinstance(experts, np.ndarray) and not experts:
+        return True
+    e = np.asarray(np.where(np.equal(experts, None), 0, experts), dtype=np.int64) if isinstance(experts, np.ndarray) \
+        and experts.dtype == object else experts
+    return np.logical_or(np.asarray(e) == 0, _div_ok(e, c.num("ep")))
+
+
+def _r_ep_needs_moe(c: Columns) -> Any:
+    moe = c.table(("model_recipe_name",), lambda r: (architecture_for(r) is None) or architecture_for(r).is_moe,
+                  key=("moe-or-unknown",))
+    return _implies(c.num("ep") > 1, moe)
+
+
+def _r_a2a_overlap(c: Columns) -> Any:
+    on = _truthy(c, "moe_a2a_overlap")
+    ok = c.num("ep") > 1
+    ok = np.logical_and(ok, _implies(c.num("pp") > 1, _vp_on(c)))
+    ok = np.logical_and(ok, np.logical_not(c.feature("recompute_num_layers", lambda v: bool(v))))
+    ok = np.logical_and(ok, np.logical_not(_cuda_graphs_impl_on(c)))
+    return _implies(on, ok)
+
+
+def _r_offload(c: Columns) -> Any:
+    n = c.num("activation_offload_layers", 0)
+    on = np.asarray(n) > 0
+    layers = _layers(c)
+    ok = np.logical_or(np.asarray(layers) == 0, np.asarray(n) < np.asarray(layers))
+    ok = np.logical_and(ok, c.num("pp") == 1)
+    recompute = np.logical_or(c.feature("recompute_num_layers", lambda v: bool(v)),
+                              c.feature("recompute_modules", lambda v: len(split_list(v)) > 0))
+    ok = np.logical_and(ok, np.logical_not(recompute))
+    ok = np.logical_and(ok, np.logical_not(_cuda_graphs_on(c)))
+    return _implies(on, ok)
+
+
+def _r_recompute_exclusive(c: Columns) -> Any:
+    full = c.feature("recompute_num_layers", lambda v: bool(v))
+    selective = c.feature("recompute_modules", lambda v: len(split_list(v)) > 0)
+    return np.logical_not(np.logical_and(full, selective))
+
+
+def _r_recompute_layers(c: Columns) -> Any:
+    n = c.num("recompute_num_layers", 0)
+    per_stage = np.asarray(_layers(c)) // np.maximum(c.num("pp"), 1)
+    return np.logical_or(np.asarray(_layers(c)) == 0, np.asarray(n) <= per_stage)
+
+
+def _r_fsdp_graphs(c: Columns) -> Any:
+    return np.logical_not(np.logical_and(_truthy(c, "use_megatron_fsdp"), _cuda_graphs_on(c)))
+
+
+def _r_fsdp_parallel(c: Columns) -> Any:
+    ok = np.logical_and(c.num("pp") == 1, c.num("cp") == 1)
+    ok = np.logical_and(ok, np.logical_not(_vp_on(c)))
+    return _implies(_truthy(c, "use_megatron_fsdp"), ok)
+
+
+def _r_dist_opt_instances(c: Columns) -> Any:
+    return _implies(c.num("num_distributed_optimizer_instances", 1) > 1, _truthy(c, "use_megatron_fsdp"))
+
+
+def _r_graph_impl_known(c: Columns) -> Any:
+    return c.feature("cuda_graph_impl",
+                     lambda v: str(v or "").strip().lower() in _OFF | {"transformer_engine", "local"})
+
+
+def _scope_valid(impl: Any, scope: Any) -> bool:
+    i = str(impl or "").strip().lower()
+    s = split_list(scope)
+    if i == "local":
+        return not s or s == ["full_iteration"]
+    if i == "transformer_engine":
+        return "full_iteration" not in s and all(x in TE_SCOPES for x in s)
+    return True
+
+
+def _r_graph_scope(c: Columns) -> Any:
+    return c.table(("cuda_graph_impl", "cuda_graph_scope"), _scope_valid, key=("scope-valid",))
+
+
+def _r_graph_moe_scopes(c: Columns) -> Any:
+    def ok(scope: Any) -> bool:
+        s = split_list(scope)
+        return not ("moe" in s and "moe_router" in s) and not ("moe_preprocess" in s and "moe_router" not in s)
+
+    return c.feature("cuda_graph_scope", ok)
+
+
+def _graph_recompute_ok(scope: Any, modules: Any) -> bool:
+    s, r = set(split_list(scope)), set(split_list(modules))
+    if not s or not r:
+        return True
+    if "attn" in s and r & {"core_attn", "mla_up_proj"}:
+        return False
+    if "mlp" in s and "mlp" in r:
+        return False
+    if "moe" in s and r & {"moe_act", "moe", "shared_experts"}:
+        return False
+    if "moe_router" in s and r & {"moe", "shared_experts"}:
+        return False
+    return not ("layernorm" in r and {"attn", "mlp"} <= s and ("moe" in s or "moe_router" in s))
+
+
+def _r_graph_recompute(c: Columns) -> Any:
+    return c.table(("cuda_graph_scope", "recompute_modules"), _graph_recompute_ok, key=("graph-recompute",))
+
+
+_DEEPSEEK_PP_VP = {(1, 1), (4, 1), (8, 1), (4, 2), (16, 1), (8, 2), (4, 4)}
+
+
+def _r_deepseek_pp_vp(c: Columns) -> Any:
+    ds = c.feature("model_recipe_name", lambda r: "deepseek_v3" in str(r or "") or "deepseekv3" in str(r or ""))
+    pp, vp = np.asarray(c.num("pp")), np.asarray(_vp(c))
+    ok = np.zeros(np.broadcast(pp, vp).shape, dtype=bool)
+    for p, v in _DEEPSEEK_PP_VP:
+        ok = np.logical_or(ok, np.logical_and(pp == p, vp == v))
+    return _implies(ds, ok)
+
+
+def _r_hybridep_ep(c: Columns) -> Any:
+    def hybridep(recipe: Any, gpu: Any, dtype: Any) -> bool:
+        try:
+            from dse.presets import lookup_preset
+        except ImportError:  # pragma: no cover
+            return False
+        p = lookup_preset(recipe, gpu, dtype)
+        return bool(p and getattr(p, "dispatcher", "") == "hybridep" and str(gpu) in ("gb200", "gb300"))
+
+    on = c.table(("model_recipe_name", "gpu_type", "compute_dtype"), hybridep, key=("hybridep",))
+    return _implies(on, c.num("ep") <= 72)
+
+
+def _r_tokendrop(c: Columns) -> Any:
+    def flex(recipe: Any, gpu: Any, dtype: Any) -> bool:
+        try:
+            from dse.presets import lookup_preset
+        except ImportError:  # pragma: no cover
+            return False
+        p = lookup_preset(recipe, gpu, dtype)
+        return bool(p and getattr(p, "dispatcher", "") in ("hybridep", "deepep", "flex"))
+
+    on = c.feature("use_tokendrop", lambda v: v is not None)
+    return _implies(on, np.logical_not(c.table(("model_recipe_name", "gpu_type", "compute_dtype"), flex,
+                                                key=("flex",))))
+
+
+def _r_gpu_type(c: Columns) -> Any:
+    return c.feature("gpu_type", lambda v: str(v).lower() in GPU_TYPES)
+
+
+def _r_compute_dtype(c: Columns) -> Any:
+    return c.feature("compute_dtype", lambda v: str(v).lower() in COMPUTE_DTYPES)
+
+
+def _r_nodes_capacity(c: Columns) -> Any:
+    nodes = c.raw("num_nodes")
+    if nodes is None:
+        return True
+    gpn = c.num("gpus_per_node", 8)
+    return c.num("num_gpus") <= np.asarray(nodes) * gpn
+
+
+MEGATRON_RULES: tuple[Rule, ...] = (
+    Rule("world_divisible", "num_gpus must be divisible by tp*pp*cp", _r_world),
+    Rule("expert_world_divisible", "num_gpus must be divisible by et*ep*pp (et defaults to tp)", _r_expert_world),
+    Rule("batch_divisible", "gb must be a positive multiple of mb*dp (dp = num_gpus/(tp*pp*cp); x instances with FSDP)",
+         _r_batch),
+    Rule("vp_needs_pp", "vp > 1 (interleaved schedule) needs pp > 1", _r_vp_needs_pp),
+    Rule("layers_divisible_by_pp", "num_layers must be divisible by pp", _r_layers_pp),
+    Rule("layers_divisible_by_vp", "layers per pipeline stage (num_layers/pp) must be divisible by vp", _r_layers_vp),
+    Rule("interleaved_microbatches", "with vp, the number of microbatches gb/(mb*dp) must be a multiple of pp and >= pp",
+         _r_interleaved_microbatches),
+    Rule("heads_divisible_by_tp", "num_attention_heads must be a multiple of tp", _r_heads_tp),
+    Rule("query_groups_vs_tp", "num_query_groups must be a multiple or a divisor of tp", _r_query_groups_tp),
+    Rule("seq_divisible_by_tp", "with sequence parallel (tp > 1), seq_length/cp must be divisible by tp", _r_seq_tp),
+    Rule("seq_divisible_by_2cp", "with cp > 1, seq_length must be divisible by 2*cp", _r_seq_cp),
+    Rule("seq_length_consistent", "seq_length and the Hydra override model.seq_length must agree", _r_seq_consistent),
+    Rule("experts_divisible_by_ep", "num_moe_experts must be divisible by ep", _r_experts_ep),
+    Rule("ep_needs_moe", "ep > 1 needs a MoE model", _r_ep_needs_moe),
+    Rule("moe_a2a_overlap", "moe_a2a_overlap needs ep > 1, vp when pp > 1, no full recompute and no CUDA graphs",
+         _r_a2a_overlap),
+    Rule("activation_offload", "activation_offload_layers needs fewer layers than the model, pp == 1, no recompute "
+         "and no CUDA graphs", _r_offload),
+    Rule("recompute_exclusive", "recompute_num_layers (full) and recompute_modules (selective) exclude each other",
+         _r_recompute_exclusive),
+    Rule("recompute_layers_fit", "recompute_num_layers must not exceed the layers per pipeline stage",
+         _r_recompute_layers),
+    Rule("fsdp_no_cuda_graphs", "Megatron FSDP cannot be combined with CUDA graphs", _r_fsdp_graphs, "cloudai"),
+    Rule("fsdp_no_pp_cp_vp", "Megatron FSDP needs pp == 1, cp == 1 and no vp", _r_fsdp_parallel, "cloudai"),
+    Rule("dist_opt_instances_need_fsdp", "num_distributed_optimizer_instances > 1 needs Megatron FSDP",
+         _r_dist_opt_instances, "cloudai"),
+    Rule("cuda_graph_impl_known", "cuda_graph_impl must be none, local or transformer_engine", _r_graph_impl_known),
+    Rule("cuda_graph_scope_valid", "local CUDA graphs take only full_iteration; transformer_engine takes "
+         "attn, mlp, moe, moe_router, moe_preprocess, mamba", _r_graph_scope),
+    Rule("cuda_graph_moe_scopes", "cuda_graph_scope: moe excludes moe_router; moe_preprocess needs moe_router",
+         _r_graph_moe_scopes, "cloudai"),
+    Rule("cuda_graph_vs_recompute", "a CUDA-graphed scope cannot also be recomputed", _r_graph_recompute, "cloudai"),
+    Rule("deepseek_pp_vp", "deepseek_v3 needs (pp, vp) in (1,1) (4,1) (8,1) (4,2) (16,1) (8,2) (4,4)",
+         _r_deepseek_pp_vp, "cloudai"),
+    Rule("hybridep_ep_max", "HybridEP on gb200/gb300 needs ep <= 72", _r_hybridep_ep),
+    Rule("tokendrop_needs_alltoall", "use_tokendrop fails on flex/HybridEP/DeepEP dispatcher presets", _r_tokendrop),
+    Rule("gpu_type_known", f"gpu_type must be one of {', '.join(GPU_TYPES)}", _r_gpu_type),
+    Rule("compute_dtype_known", f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}", _r_compute_dtype),
+    Rule("nodes_capacity", "num_gpus must fit in num_nodes * gpus_per_node", _r_nodes_capacity, "dse"),
+)
+
+GENERIC_RULES: tuple[Rule, ...] = (
+    Rule("nodes_capacity", "num_gpus must fit in num_nodes * gpus_per_node", _r_nodes_capacity, "dse"),
+)
+
+
+def expression_rule(index: int, expr: Expression) -> Rule:
+    """A user constraint as a rule named `constraints[i]`."""
+
+    def check(c: Columns) -> Any:
+        env = _ExpressionEnv(c)
+        return expr.evaluate(env)
+
+    return Rule(f"constraints[{index}]", f"user constraint '{expr.text}'", check, "user")
+
+
+class _ExpressionEnv(Mapping[str, Any]):
+    """Names an expression may read: cmd_args fields (resolved), plus gpus, nodes, dp."""
+
+    ALIASES = {"gpus": "num_gpus", "nodes": "num_nodes", "etp": "et", "mbs": "mb", "gbs": "gb", "seq": "seq_length"}
+
+    def __init__(self, c: Columns) -> None:
+        self.c = c
+
+    def __getitem__(self, key: str) -> Any:
+        c = self.c
+        if key == "dp":
+            return _dp(c)
+        name = self.ALIASES.get(key, key)
+        if name in RESOLVED_FIELDS or name in ("num_gpus",):
+            return c.num(name) if name not in ("vp", "et") else c.num(name, 1)
+        if name in c.dim_index or name in c.fixed or name in c.derived:
+            return c.raw(name)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        name = self.ALIASES.get(key, key)
+        return key == "dp" or name in RESOLVED_FIELDS or name in self.c.dim_index or name in self.c.fixed \
+            or name in self.c.derived
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(set(self.c.dim_index) | set(self.c.fixed))
+
+    def __len__(self) -> int:
+        return len(set(self.c.dim_index) | set(self.c.fixed))
+
+
+def expression_names(fixed: Mapping[str, Any], dims: Sequence[str]) -> list[str]:
+    """Every name an expression may use, for error messages."""
+    return sorted({"dp", *_ExpressionEnv.ALIASES, *RESOLVED_FIELDS, *fixed, *dims})
+
+
+def rules_for(workload: str) -> tuple[Rule, ...]:
+    """The built-in rules that apply to a workload."""
+    if workload in ("MegatronBridge", "MegatronBridgeSim"):
+        return MEGATRON_RULES
+    return GENERIC_RULES
+
+
+def architecture_of(recipe: str | None) -> Architecture | None:
+    return architecture_for(recipe)
