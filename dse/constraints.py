@@ -480,31 +480,32 @@ def _r_deepseek_pp_vp(c: Columns) -> Any:
     return _implies(ds, ok)
 
 
-def _r_hybridep_ep(c: Columns) -> Any:
-    def hybridep(recipe: Any, gpu: Any, dtype: Any) -> bool:
-        try:
-            from dse.presets import lookup_preset
-        except ImportError:  # pragma: no cover
-            return False
-        p = lookup_preset(recipe, gpu, dtype)
-        return bool(p and getattr(p, "dispatcher", "") == "hybridep" and str(gpu) in ("gb200", "gb300"))
+# MoE token dispatchers of the v0.3.0 presets (reference §4); other recipes use alltoall.
+_DISPATCHERS = {
+    ("qwen3_30b_a3b", "gb300"): "hybridep", ("qwen3_30b_a3b", "gb200"): "hybridep",
+    ("qwen3_30b_a3b", "b300"): "hybridep", ("qwen3_30b_a3b", "b200"): "alltoall",
+    ("qwen3_30b_a3b", "h100"): "deepep",
+}
 
-    on = c.table(("model_recipe_name", "gpu_type", "compute_dtype"), hybridep, key=("hybridep",))
+
+def dispatcher(recipe: Any, gpu: Any) -> str:
+    """The MoE token dispatcher the preset of (recipe, gpu) uses."""
+    r, g = str(recipe or "").lower(), str(gpu or "").lower()
+    if "deepseek_v3" in r:
+        return "hybridep"
+    return _DISPATCHERS.get((r, g), "alltoall")
+
+
+def _r_hybridep_ep(c: Columns) -> Any:
+    on = c.table(("model_recipe_name", "gpu_type"),
+                 lambda r, g: dispatcher(r, g) == "hybridep" and str(g) in ("gb200", "gb300"), key=("hybridep",))
     return _implies(on, c.num("ep") <= 72)
 
 
 def _r_tokendrop(c: Columns) -> Any:
-    def flex(recipe: Any, gpu: Any, dtype: Any) -> bool:
-        try:
-            from dse.presets import lookup_preset
-        except ImportError:  # pragma: no cover
-            return False
-        p = lookup_preset(recipe, gpu, dtype)
-        return bool(p and getattr(p, "dispatcher", "") in ("hybridep", "deepep", "flex"))
-
+    flex = c.table(("model_recipe_name", "gpu_type"), lambda r, g: dispatcher(r, g) != "alltoall", key=("flex",))
     on = c.feature("use_tokendrop", lambda v: v is not None)
-    return _implies(on, np.logical_not(c.table(("model_recipe_name", "gpu_type", "compute_dtype"), flex,
-                                                key=("flex",))))
+    return _implies(on, np.logical_not(flex))
 
 
 def _r_gpu_type(c: Columns) -> Any:

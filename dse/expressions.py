@@ -131,7 +131,7 @@ def _check(node: ast.AST, names: set[str]) -> None:
         dotted = _dotted(node)
         if dotted is None:
             raise _refuse(node, "attribute access on an expression")
-        if dotted in _FUNCS or dotted.startswith("_"):
+        if dotted in _FUNCS or any(part.startswith("_") for part in dotted.split(".")):
             raise _refuse(node, f"name '{dotted}'")
         names.add(dotted)
     elif isinstance(node, ast.Constant):

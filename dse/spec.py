@@ -627,7 +627,7 @@ def _validation_to_input_error(exc: Exception, file: Path, prefix: str = "") -> 
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             msg = "unknown field"
-            parent_model = _PARENT_FIELDS.get(loc[0] if len(loc) == 1 else "", [])
+            parent_model = _PARENT_FIELDS.get(".".join(loc[:-1]), [])
             close = difflib.get_close_matches(loc[-1], parent_model, n=1) if parent_model else []
             if close:
                 msg += f" (did you mean '{close[0]}'?)"
@@ -808,5 +808,5 @@ def _load_scenario(
     )
 
 
-_PARENT_FIELDS[""] = list(TestDefinition.model_fields)
+_PARENT_FIELDS[""] = list(TestDefinition.model_fields) + list(SystemConfig.model_fields)
 _PARENT_FIELDS["cmd_args"] = list(MegatronBridgeCmdArgs.model_fields)

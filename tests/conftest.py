@@ -1,0 +1,39 @@
+"""Shared fixtures: a dummy HF token so MegatronBridge sweeps validate, and sweep builders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DUMMY_TOKEN = "hf_DUMMYtestTOKEN0123456789"
+MB_REPO = {"url": "https://github.com/NVIDIA-NeMo/Megatron-Bridge.git", "commit": "v0.3.0",
+           "mount_as": "/opt/Megatron-Bridge"}
+
+
+@pytest.fixture(autouse=True)
+def _hf_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_TOKEN", DUMMY_TOKEN)
+    monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
+    monkeypatch.setenv("DSE_CACHE", str(tmp_path / "dse-cache" / "cache.db"))
+
+
+def make_test(cmd_args: dict[str, Any], workload: str = "MegatronBridgeSim", **fields: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": "t", "test_template_name": workload, "cmd_args": cmd_args}
+    if workload == "MegatronBridge":
+        data["git_repos"] = [MB_REPO]
+    data.update(fields)
+    return data
+
+
+def sweep_from(data: dict[str, Any], source: str = "t.toml"):  # type: ignore[no-untyped-def]
+    from dse.spec import Sweep, TestDefinition
+
+    return Sweep(test=TestDefinition.model_validate(data), source=Path(source))
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
