@@ -222,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except DseError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILURES
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith(("dse.", "agents.", "envs.")):
+                raise
+            print(f"error: dse {args.command}: not available yet in this version ({exc.name} is missing); "
+                  "see the README's status table", file=sys.stderr)
+            return EXIT_FAILURES
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
@@ -232,9 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
     from dse.spec import UnknownFieldWarning
 
-    if issubclass(category, UnknownFieldWarning):
-        print(f"warning: {message}", file=sys.stderr)
-    elif not issubclass(category, (DeprecationWarning, FutureWarning)):
+    if issubclass(category, UnknownFieldWarning) or not issubclass(category, (DeprecationWarning, FutureWarning)):
         print(f"warning: {message}", file=sys.stderr)
 
 

@@ -611,6 +611,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         if "(at line" in msg:
             msg, _, pos = msg.partition("(at ")
             where = pos.rstrip(")").split(",")[0]
+        elif "(at end of document)" in msg:
+            msg = msg.replace("(at end of document)", "at end of file")
+            where = f"line {max(1, len(text.splitlines()))}"
         raise InputError(f"TOML syntax error: {msg.strip()}", file=str(path), field=where) from None
 
 

@@ -6,11 +6,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import MB_REPO, REPO, write_toml
 
 from dse.errors import InputError
 from dse.spec import MegatronBridgeCmdArgs, UnknownFieldWarning, load_sweep, load_system, parse_time_limit
-
-from conftest import MB_REPO, REPO, write_toml
 
 SEED = REPO / "sweeps" / "seed"
 

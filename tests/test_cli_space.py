@@ -1,0 +1,95 @@
+"""`dse space` end to end through the console script: seed examples explained, bad input refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, write_toml
+
+SEED = REPO / "sweeps" / "seed"
+
+
+def dse(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "dse.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env=full_env, timeout=120)
+
+
+@pytest.mark.parametrize("args", [
+    [str(SEED / "tests" / "megatron_bridge_qwen_30b.toml")],
+    [str(SEED / "megatron_bridge_qwen_30b_scenario.toml"), "--tests-dir", str(SEED / "tests")],
+    [str(SEED / "megatron_bridge_test_in_scenario.toml")],
+])
+def test_space_explains_seed_examples(args: list[str]) -> None:
+    r = dse("space", *args)
+    assert r.returncode == 0, r.stderr
+    assert "total points: 1" in r.stdout and "valid points: 1 (100.0%)" in r.stdout
+    assert "workload: MegatronBridge" in r.stdout
+
+
+def test_space_of_demo_reports_dimensions_and_pruning() -> None:
+    r = dse("space", "sweeps/demo_sim_qwen30b_h100.toml")
+    assert r.returncode == 0, r.stderr
+    assert "SIMULATED" in r.stdout
+    assert "total points: 1,080" in r.stdout
+    assert "vp_needs_pp" in r.stdout and "constraints[0]" in r.stdout
+
+
+def test_env_params_shown_with_weights(tmp_path: Path) -> None:
+    p = write_toml(tmp_path / "s.toml", 'name="e"\ntest_template_name="MegatronBridgeSim"\nagent="random_search"\n'
+                   '[cmd_args]\ngpu_type="h100"\nnum_gpus=8\nmodel_recipe_name="llama3_8b"\ntp=[1,2]\n'
+                   'seq_length=[4096,8192]\n[env_params.seq_length]\nweights=[0.7,0.3]\n')
+    r = dse("space", str(p))
+    assert r.returncode == 0, r.stderr
+    assert "4096 (p=0.7), 8192 (p=0.3)" in r.stdout and "total points: 2" in r.stdout
+
+
+def test_empty_space_refused_naming_rules(tmp_path: Path) -> None:
+    p = write_toml(tmp_path / "s.toml", 'name="e"\ntest_template_name="MegatronBridgeSim"\n'
+                   '[cmd_args]\ngpu_type="h100"\nnum_gpus=8\nmodel_recipe_name="llama3_8b"\ntp=[3,5]\n')
+    r = dse("space", str(p))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {p}") and "world_divisible" in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("text, field", [
+    ('name = "x"\ntest_template_name = [', "line"),
+    ('name = "x"\ntest_template_name = "Nope"\n', "test_template_name"),
+    ('name = "x"\ntest_template_name = "MegatronBridgeSim"\n[cmd_args]\ntp = "x"\n', "cmd_args.tp"),
+    ('name = "x"\ntest_template_name = "MegatronBridgeSim"\nconstraints = ["tp +"]\n', "constraints[0]"),
+    ('name = "x"\ntest_template_name = "MegatronBridgeSim"\nconstraints = ["nope > 1"]\n[cmd_args]\ntp=[1,2]\n',
+     "constraints[0]"),
+])
+def test_bad_input_one_line_exit_2(tmp_path: Path, text: str, field: str) -> None:
+    p = write_toml(tmp_path / "bad.toml", text)
+    before = set(tmp_path.rglob("*"))
+    r = dse("space", str(p))
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {p}: {field}"), r.stderr
+    assert set(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_missing_hf_token_refused() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    r = subprocess.run([sys.executable, "-m", "dse.cli", "space", str(SEED / "megatron_bridge_test_in_scenario.toml")],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert r.returncode == 2 and "cmd_args.hf_token" in r.stderr
+
+
+def test_bad_system_file(tmp_path: Path) -> None:
+    sys_toml = write_toml(tmp_path / "sys.toml", 'scheduler = "slurm"\ngpus_per_node = 0\n')
+    r = dse("space", "sweeps/demo_sim_qwen30b_h100.toml", "--system", str(sys_toml))
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {sys_toml}: gpus_per_node")
+
+
+@pytest.mark.parametrize("cmd", ["space", "dry-run", "run", "resume", "status", "table", "best", "report", "agents"])
+def test_help_everywhere(cmd: str) -> None:
+    r = dse(cmd, "--help")
+    assert r.returncode == 0 and "usage: dse" in r.stdout
