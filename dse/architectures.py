@@ -34,6 +34,11 @@ class Architecture:
     mla: dict[str, int] | None = None  # q_lora, kv_lora, qk, rope, v
     mamba_layers: int = 0  # hybrid models: layers that are Mamba
     attention_layers: int | None = None  # hybrid models: layers that are attention
+    mamba_state_dim: int = 0  # hybrid models: SSM state size
+    mamba_head_dim: int = 0
+    mamba_num_heads: int = 0
+    mamba_groups: int = 0
+    sliding_window: int = 0  # every other layer attends to this many tokens only (GPT-OSS), 0 = none
 
     @property
     def is_moe(self) -> bool:
@@ -65,10 +70,12 @@ _ARCHS = [
     Architecture(
         "gpt_oss_120b", "gpt_oss", 36, 2880, 64, 8, 64, 2880, 201088, 4096,
         num_moe_experts=128, moe_router_topk=4, moe_ffn_hidden_size=2880, gated_linear=False,
+        sliding_window=128,
     ),
     Architecture(
         "nemotronh_56b", "nemotronh", 118, 8192, 64, 8, 128, 32768, 32000, 8192,
         gated_linear=False, mamba_layers=54, attention_layers=10,
+        mamba_state_dim=256, mamba_head_dim=64, mamba_num_heads=256, mamba_groups=8,
     ),
 ]
 

@@ -357,6 +357,8 @@ class TestDefinition(BaseModel):
         except ValidationError as exc:
             raise _PrefixedError(exc, "cmd_args") from None
         self._check_env_params()
+        if self.test_template_name == "Command":
+            self._check_command_template()
         if self.test_template_name == "MegatronBridge":
             self._check_git_repos()
             self._check_hf_token()
@@ -384,6 +386,20 @@ class TestDefinition(BaseModel):
                     f"env_params.{name}.weights",
                     f"{len(spec.weights)} weights for {len(values)} candidates of cmd_args.{name}",
                 )
+
+    def _check_command_template(self) -> None:
+        import string
+
+        template = str(self.cmd_args.get("command", ""))
+        known = set(_flat_keys(self.cmd_args)) | set(CommandCmdArgs.model_fields)
+        try:
+            names = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+        except ValueError as exc:
+            raise _FieldError("cmd_args.command", f"bad template ({exc}); write literal braces as {{{{ }}}}") from None
+        for name in names:
+            if name not in known:
+                raise _FieldError("cmd_args.command", f"placeholder {{{name}}} names no cmd_args field "
+                                  "(write literal braces as {{ and }})")
 
     def _check_git_repos(self) -> None:
         if not any(
@@ -419,6 +435,15 @@ class TestDefinition(BaseModel):
             if "megatron-bridge" in r.url.lower() or (r.mount_as or "").rstrip("/") == "/opt/Megatron-Bridge":
                 return r
         return None
+
+
+def _flat_keys(d: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        out.append(prefix + k)
+        if isinstance(v, Mapping):
+            out.extend(_flat_keys(v, prefix + k + "."))
+    return out
 
 
 def _env_str(v: Any) -> Any:

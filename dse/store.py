@@ -112,14 +112,25 @@ class _Database:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One `BEGIN IMMEDIATE` transaction: all or nothing, writers serialised across processes."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             yield conn
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._discard(conn)  # closing rolls back; never keep a connection stuck holding the lock
             raise
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            self._opened = [(p, c) for p, c in self._opened if c is not conn]
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        conn.set_progress_handler(None, 0)
+        conn.close()
 
     def close(self) -> None:
         """Close this process's connections (those inherited through fork are left alone)."""

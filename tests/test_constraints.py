@@ -11,7 +11,7 @@ from dse.constraints import MEGATRON_RULES
 from dse.space import SweepSpace
 
 L70 = {"gpu_type": "h100", "num_gpus": 64, "model_family_name": "llama", "model_recipe_name": "llama3_70b",
-       "compute_dtype": "bf16", "tp": 1, "pp": 1, "cp": 1, "ep": 1, "mb": 1, "gb": 64}
+       "compute_dtype": "bf16", "tp": 1, "pp": 1, "cp": 1, "vp": 1, "ep": 1, "mb": 1, "gb": 64}
 L8 = {**L70, "model_recipe_name": "llama3_8b", "num_gpus": 8, "gb": 128}
 Q30 = {**L70, "model_family_name": "qwen", "model_recipe_name": "qwen3_30b_a3b", "num_gpus": 16, "gb": 512}
 DS = {**L70, "gpu_type": "gb200", "model_family_name": "deepseek", "model_recipe_name": "deepseek_v3",

@@ -1,0 +1,143 @@
+"""Executors over submitit: `local` (the embedded default), `slurm` (from the system TOML) and `debug`.
+
+Every executor runs the same job function, `run_job`, which starts the workload's program with its
+stdout/stderr in the trial folder and enforces the time limit. Secrets are not in the pickled job: the
+job inherits them from the driver's environment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from dse.spec import SystemConfig, parse_time_limit
+from dse.workloads.base import STDERR, STDOUT, JobSpec
+
+TIMEOUT_RC = 124
+
+
+def run_job(spec: JobSpec) -> int:
+    """The job body: run the program, return its exit code (124 when it ran past its time limit)."""
+    env = {**os.environ, **spec.env}
+    cwd = Path(spec.cwd)
+    with open(cwd / STDOUT, "w") as out, open(cwd / STDERR, "w") as err:
+        cmd: Any = spec.argv[0] if spec.shell else spec.argv
+        proc = subprocess.Popen(cmd, shell=spec.shell, cwd=cwd, env=env, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=spec.time_limit_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            err.write(f"\n[dse] killed: exceeded the time limit of {spec.time_limit_s:.0f} s\n")
+            return TIMEOUT_RC
+
+
+@dataclass
+class JobResult:
+    returncode: int | None
+    state: str  # completed | failed | timeout | preempted | node-failure
+    message: str = ""
+
+
+class JobHandle:
+    """A submitted job: poll `done()`, then read `result()`."""
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.job_id)
+
+    def done(self) -> bool:
+        try:
+            return bool(self.job.done())
+        except Exception:  # a job whose state cannot be read yet is not done
+            return False
+
+    def result(self) -> JobResult:
+        state = str(getattr(self.job, "state", "") or "").upper()
+        try:
+            rc = int(self.job.result())
+        except Exception as exc:  # submitit raises for killed, cancelled, timed-out jobs
+            msg = " ".join(str(exc).split())[:300]
+            return JobResult(None, _state_of(state, msg), msg)
+        return JobResult(rc, "timeout" if rc == TIMEOUT_RC else "completed")
+
+    def cancel(self) -> None:
+        try:
+            self.job.cancel(check=False)
+        except Exception:
+            pass
+
+
+def _state_of(state: str, msg: str) -> str:
+    text = f"{state} {msg}".upper()
+    if "TIMEOUT" in text:
+        return "timeout"
+    if "PREEMPT" in text or "CANCEL" in text:
+        return "preempted"
+    if "NODE_FAIL" in text or "NODE FAIL" in text:
+        return "node-failure"
+    return "failed"
+
+
+class Executor:
+    """Submits `run_job(spec)` through a submitit executor whose folder is the trial's folder."""
+
+    def __init__(self, kind: str, system: SystemConfig) -> None:
+        self.kind = kind
+        self.system = system
+
+    def _make(self, folder: Path, spec: JobSpec) -> Any:
+        limit_min = max(1, math.ceil((spec.time_limit_s or 0) / 60) + 1) if spec.time_limit_s else None
+        if self.kind == "debug":
+            return submitit.DebugExecutor(folder=folder)
+        if self.kind == "local":
+            ex = submitit.LocalExecutor(folder=folder)
+            ex.update_parameters(timeout_min=limit_min or 60 * 24)
+            return ex
+        sys_cfg = self.system
+        ex = submitit.SlurmExecutor(folder=folder)
+        params: dict[str, Any] = {"nodes": spec.num_nodes, "ntasks_per_node": 1, "job_name": "dse-trial"}
+        if spec.gpus_per_node:
+            params["gpus_per_node"] = spec.gpus_per_node
+        if sys_cfg.partition:
+            params["partition"] = sys_cfg.partition
+        if sys_cfg.account:
+            params["account"] = sys_cfg.account
+        if sys_cfg.cpus_per_task:
+            params["cpus_per_task"] = sys_cfg.cpus_per_task
+        if sys_cfg.mem_gb:
+            params["mem"] = f"{sys_cfg.mem_gb}G"
+        time_min = limit_min or (parse_time_limit(sys_cfg.time_limit) if sys_cfg.time_limit else None)
+        if time_min:
+            params["time"] = time_min
+        extra = {}
+        for arg in sys_cfg.extra_sbatch_args:
+            key, _, value = arg.lstrip("-").partition("=")
+            extra[key] = value or None
+        if extra:
+            params["additional_parameters"] = extra
+        if sys_cfg.extra_srun_args:
+            params["srun_args"] = list(sys_cfg.extra_srun_args)
+        ex.update_parameters(**params)
+        return ex
+
+    def submit(self, spec: JobSpec, folder: Path) -> JobHandle:
+        ex = self._make(folder, spec)
+        return JobHandle(ex.submit(run_job, spec))
+
+    def attach(self, job_id: str, folder: Path) -> JobHandle | None:
+        """Re-attach to a job submitted by an earlier driver (resume)."""
+        if self.kind == "slurm":
+            return JobHandle(submitit.SlurmJob(folder=folder, job_id=job_id))
+        return None

@@ -1,0 +1,233 @@
+"""The sweep loop: agent <-> trials, `--parallel K` in flight, retries, Ctrl-C, resume.
+
+A slot is refilled as soon as a trial finishes (no batch barrier). The run directory holds everything a
+later `dse resume` needs: the resolved sweep (secrets redacted), the seed, the options and every trial.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agents.base import TrialResult, create_agent
+from dse.errors import InputError
+from dse.executors import Executor
+from dse.hashing import redact
+from dse.space import SweepSpace
+from dse.spec import Sweep, load_sweep, load_system
+from dse.store import ResultCache, TrialStore
+from dse.summary import space_summary
+from dse.table import best_record, best_toml, frame, write_csv_atomic
+from dse.tomlwrite import dumps
+from dse.trials import Finished, TrialEngine
+
+FAILED_STATES = ("failed", "timeout", "preempted")
+
+
+@dataclass
+class RunOptions:
+    agent: str | None = None
+    steps: int | None = None
+    parallel: int = 1
+    seed: int | None = None
+    out: Path = Path("runs")
+    cache: Path | None = None
+    no_cache: bool = False
+    executor: str | None = None
+    time_scale: float | None = None
+
+
+def default_cache_path() -> Path:
+    return Path(os.environ.get("DSE_CACHE") or Path.home() / ".cache" / "dse" / "cache.db").expanduser()
+
+
+def _sweep_data(sweep: Sweep) -> dict[str, Any]:
+    data = sweep.test.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    data.get("cmd_args", {}).pop("hf_token", None)
+    return redact(data)
+
+
+class _Interrupts:
+    """First Ctrl-C: stop asking for trials. Second: leave running jobs for `dse resume`."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._old: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        msg = ("stopping: no new trials; waiting for running ones (Ctrl-C again to leave them for dse resume)"
+               if self.count == 1 else "leaving running jobs; finish later with dse resume RUN_DIR")
+        print(msg, file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._old)
+
+
+class SweepRunner:
+    """Drives one sweep in one run directory (a new run or a resumed one)."""
+
+    def __init__(self, sweep: Sweep, run_dir: Path, opts: RunOptions, resumed: bool = False) -> None:
+        self.sweep, self.run_dir, self.opts = sweep, run_dir, opts
+        self.space = SweepSpace(sweep)
+        self.count = self.space.count()
+        if self.count.valid == 0:
+            from dse.cli import _empty_space_error
+
+            raise _empty_space_error(self.space, self.count)
+        test = sweep.test
+        self.agent_name = opts.agent or test.agent
+        self.seed = opts.seed if opts.seed is not None else int((test.agent_config or {}).get("random_seed", 0))
+        if opts.steps is not None:
+            self.steps = opts.steps
+        elif self.agent_name == "grid_search" and "agent_steps" not in test.model_fields_set:
+            self.steps = self.count.valid  # CloudAI's grid runs every point unless agent_steps is given
+        else:
+            self.steps = test.agent_steps
+        self.agent = create_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed,
+                                  config=dict(test.agent_config or {}), storage_dir=run_dir, study_name=sweep.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.store = TrialStore(run_dir / "trials.db")
+        cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())
+        kind = opts.executor or sweep.system.scheduler
+        self.engine = TrialEngine(self.space, self.store, run_dir, Executor(kind, sweep.system), cache=cache,
+                                  seed=self.seed, max_retries=test.max_retries)
+        if opts.time_scale is not None:
+            os.environ["DSE_SIM_TIME_SCALE"] = str(opts.time_scale)
+        if not resumed:
+            self._write_run_files()
+        self.started = time.time()
+
+    def _write_run_files(self) -> None:
+        data = _sweep_data(self.sweep)
+        (self.run_dir / "sweep.toml").write_text(dumps(data, header=f"resolved sweep of {self.sweep.source}; "
+                                                                    "secrets redacted"))
+        meta = {
+            "sweep_data": data, "agent": self.agent_name, "steps": self.steps, "seed": self.seed,
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.opts).items()},
+            "params": self.space.agent.names, "env_params": self.space.env.names,
+            "metrics": list(self.sweep.test.agent_metrics),
+            "space_summary": space_summary(self.space, self.count)[0],
+            "system": self.sweep.system.model_dump(mode="json"),
+        }
+        for k, v in meta.items():
+            self.store.set_meta(k, v)
+        if self.sweep.workload == "MegatronBridgeSim":
+            print(f"note: {self.sweep.workload} is a SIMULATION (analytic performance model, no GPU)", flush=True)
+        print(f"run dir: {self.run_dir}", flush=True)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        records = self.store.all()
+        for rec in records:
+            if rec.status in ("running", "pending"):
+                self.agent.reserve(rec.action)
+            else:
+                self.agent.tell(rec.action, self._result(rec))
+        for rec in records:  # jobs of a dead driver: re-attach, or run again
+            if rec.status in ("running", "pending") and not self.engine.reattach(rec):
+                fin = self.engine.restart(rec)
+                if fin:
+                    self._on_finished(fin)
+        submitted = len(records)
+        exhausted = False
+        with _Interrupts() as stop:
+            while True:
+                while (stop.count == 0 and not exhausted and submitted < self.steps
+                       and len(self.engine.in_flight) < self.opts.parallel):
+                    action = self.agent.ask()
+                    if action is None:
+                        exhausted = True
+                        break
+                    submitted += 1
+                    fin = self.engine.submit(action, use_cache=not self.opts.no_cache)
+                    if fin:
+                        self._on_finished(fin)
+                if stop.count >= 2 or not self.engine.in_flight:
+                    break
+                for fin in self.engine.poll():
+                    self._on_finished(fin)
+                time.sleep(min(self.sweep.system.poll_interval_s, 0.2) if self.engine.in_flight else 0)
+        self._write_outputs()
+        recs = self.store.all()
+        left = [r for r in recs if r.status in ("running", "pending")]
+        failed = [r for r in recs if r.status in FAILED_STATES]
+        best = best_record(recs)
+        print(f"done: {len(recs)} trials, {len(failed)} failed, {len(left)} left running"
+              + (f"; best trial {best.trial} reward {best.reward:.6g} {best.metrics}" if best else "; no success"),
+              flush=True)
+        if left:
+            print(f"resume with: dse resume {self.run_dir}", flush=True)
+        return 1 if failed or best is None else 0
+
+    @staticmethod
+    def _result(rec: Any) -> TrialResult:
+        values = [float(v) for v in rec.metrics.values()] if rec.status in ("completed", "cached") else []
+        reward = rec.reward if rec.reward is not None else float("-inf")
+        return TrialResult(reward=reward, status=rec.status, values=values)
+
+    def _on_finished(self, fin: Finished) -> None:
+        rec = fin.record
+        self.agent.tell(rec.action, TrialResult(reward=rec.reward if rec.reward is not None else -math.inf,
+                                                status=rec.status, values=fin.observation))
+        elapsed = time.time() - self.started
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in rec.metrics.items()) or (rec.error or "")[:120]
+        print(f"[{elapsed:7.1f}s] trial {rec.trial:>4} {rec.status:<10} {rec.action} {shown}", flush=True)
+        self._write_outputs()
+
+    def _write_outputs(self) -> None:
+        recs = self.store.all()
+        df = frame(recs, self.space.agent.names, self.space.env.names, list(self.sweep.test.agent_metrics))
+        write_csv_atomic(df, self.run_dir / "trials.csv")
+        best = best_record(recs)
+        if best is not None:
+            (self.run_dir / "best.toml").write_text(best_toml(self.store.get_meta("sweep_data"), best))
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = out / f"{name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = out / f"{name}-{stamp}-{n}"
+    return path
+
+
+def run_sweep(sweep: Sweep, opts: RunOptions) -> int:
+    """`dse run`: a new run directory under `opts.out`."""
+    run_dir = new_run_dir(Path(opts.out), sweep.name)
+    runner = SweepRunner(sweep, run_dir, opts)
+    return runner.run()
+
+
+def resume_sweep(run_dir: Path, parallel: int | None = None) -> int:
+    """`dse resume`: finish a sweep whose driver died."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "trials.db").is_file() or not (run_dir / "sweep.toml").is_file():
+        raise InputError("not a dse run directory (needs trials.db and sweep.toml)", file=str(run_dir))
+    store = TrialStore(run_dir / "trials.db")
+    options = dict(store.get_meta("options", {}))
+    system = load_system(None)
+    system = system.model_validate(store.get_meta("system", {}))
+    sweep = load_sweep(run_dir / "sweep.toml")
+    sweep.system = system
+    store.close()
+    opts = RunOptions(agent=store.get_meta("agent"), steps=store.get_meta("steps"),
+                      parallel=parallel or int(options.get("parallel") or 1), seed=store.get_meta("seed"),
+                      out=run_dir.parent, cache=Path(options["cache"]) if options.get("cache") else None,
+                      no_cache=bool(options.get("no_cache")), executor=options.get("executor"),
+                      time_scale=options.get("time_scale"))
+    print(f"resuming {run_dir}", flush=True)
+    return SweepRunner(sweep, run_dir, opts, resumed=True).run()

@@ -1,0 +1,44 @@
+"""`MegatronBridgeSim`: the MegatronBridge cmd_args, run as a real subprocess on the analytic model.
+
+SIMULATED: `python -m dse.workloads.simulated` writes the same golden-values JSON and log lines a real
+run would, from `dse.perfmodel`; no GPU and no Megatron-Bridge are involved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from dse.space import TrialConfig
+from dse.spec import parse_time_limit
+from dse.workloads.base import JobSpec, Outcome, Workload
+from dse.workloads.outcomes import collect_metrics
+
+
+class SimulatedMegatronBridge(Workload):
+    name = "MegatronBridgeSim"
+    simulated = True
+    time_scale: float = 0.0
+
+    def build(self, cfg: TrialConfig, trial_dir: Path) -> JobSpec:
+        config: dict[str, Any] = {"cmd_args": cfg.flat_cmd_args(), "num_nodes": cfg.num_nodes, "simulated": True}
+        config["cmd_args"].pop("hf_token", None)
+        (trial_dir / "simulation_input.json").write_text(json.dumps(config, indent=1, default=str))
+        scale = float(os.environ.get("DSE_SIM_TIME_SCALE", self.time_scale))
+        argv = [sys.executable, "-m", "dse.workloads.simulated", "--config", "simulation_input.json",
+                "--out", ".", "--time-scale", str(scale)]
+        if "trial" in cfg.env:
+            argv += ["--trial", str(cfg.env["trial"])]
+        limit = parse_time_limit(cfg.time_limit) * 60 if cfg.time_limit else None
+        gpn = int(cfg.cmd_args.get("gpus_per_node") or self.sweep.system.gpus_per_node or 8)
+        return JobSpec(argv=argv, cwd=str(trial_dir), env=dict(cfg.extra_env_vars), num_nodes=cfg.num_nodes,
+                       gpus_per_node=gpn, time_limit_s=limit)
+
+    def collect(self, cfg: TrialConfig, trial_dir: Path, returncode: int | None) -> Outcome:
+        return collect_metrics(trial_dir, [trial_dir / "golden_values.json"], returncode)
+
+    def identity(self) -> dict[str, Any]:
+        return {"workload": self.name, "simulator": "dse.perfmodel v1"}
