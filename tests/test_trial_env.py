@@ -1,0 +1,54 @@
+"""The gymnasium env on a simulator-free Command sweep and on the simulator: check_env, rewards, cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium
+import pytest
+from conftest import write_toml
+from gymnasium.utils.env_checker import check_env
+
+import envs  # noqa: F401  (registers dse/Trial-v0)
+from envs.trial_env import TrialEnv
+
+CMD = """
+name = "cmd"
+test_template_name = "Command"
+agent_metrics = ["step-time"]
+[cmd_args]
+command = "echo '{{\\"step-time\\": {x}}}' > metrics.json && echo ran >> {counter}"
+x = [1.5, 2.5, 0.5]
+counter = "COUNTER"
+"""
+
+
+def _sweep(tmp_path: Path) -> Path:
+    return write_toml(tmp_path / "cmd.toml", CMD.replace("COUNTER", str(tmp_path / "runs.log")))
+
+
+def test_check_env_passes(tmp_path: Path) -> None:
+    env = gymnasium.make("dse/Trial-v0", sweep=_sweep(tmp_path), executor="debug", run_dir=tmp_path / "run")
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_reward_is_inverse_step_time_and_cache_runs_once(tmp_path: Path) -> None:
+    cache = tmp_path / "cache.db"
+    env = TrialEnv(_sweep(tmp_path), executor="local", run_dir=tmp_path / "run", cache=cache)
+    env.reset(seed=1)
+    obs, reward, terminated, truncated, info = env.step({"x": 2})
+    assert info["status"] == "completed" and obs.tolist() == [0.5]
+    assert reward == pytest.approx(1 / 0.5) and not terminated and not truncated
+    obs2, reward2, _, _, info2 = env.step({"x": 2})
+    assert info2["status"] == "cached" and info2["cache_hit"] and reward2 == reward
+    assert info2["config_hash"] == info["config_hash"]
+    assert (tmp_path / "runs.log").read_text().count("ran") == 1  # the program ran once
+    env.close()
+
+
+def test_failed_trial_scores_minus_infinity(tmp_path: Path) -> None:
+    p = write_toml(tmp_path / "bad.toml", 'name="b"\ntest_template_name="Command"\n[cmd_args]\n'
+                   'command="echo CUDA out of memory >&2; exit 1"\nx=[1,2]\n')
+    env = TrialEnv(p, executor="debug", run_dir=tmp_path / "run")
+    _, reward, _, _, info = env.step({"x": 0})
+    assert info["status"] == "failed" and reward == float("-inf") and "out-of-memory" in info["error"]
