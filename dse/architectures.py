@@ -39,6 +39,7 @@ class Architecture:
     mamba_num_heads: int = 0
     mamba_groups: int = 0
     sliding_window: int = 0  # every other layer attends to this many tokens only (GPT-OSS), 0 = none
+    glu_compute: bool | None = None  # the MLP really is gated although the FLOPs formula counts it 1x (GPT-OSS)
 
     @property
     def is_moe(self) -> bool:
@@ -70,7 +71,7 @@ _ARCHS = [
     Architecture(
         "gpt_oss_120b", "gpt_oss", 36, 2880, 64, 8, 64, 2880, 201088, 4096,
         num_moe_experts=128, moe_router_topk=4, moe_ffn_hidden_size=2880, gated_linear=False,
-        sliding_window=128,
+        sliding_window=128, glu_compute=True,
     ),
     Architecture(
         "nemotronh_56b", "nemotronh", 118, 8192, 64, 8, 128, 32768, 32000, 8192,

@@ -140,4 +140,39 @@ class Executor:
         """Re-attach to a job submitted by an earlier driver (resume)."""
         if self.kind == "slurm":
             return JobHandle(submitit.SlurmJob(folder=folder, job_id=job_id))
+        if self.kind == "local" and job_id.isdigit():
+            return JobHandle(_OrphanLocalJob(folder, job_id))
         return None
+
+
+class _OrphanLocalJob:
+    """A local job whose driver died: it keeps running; its result pickle says how it ended."""
+
+    def __init__(self, folder: Path, job_id: str) -> None:
+        self.job_id = job_id
+        self.paths = submitit.core.utils.JobPaths(folder, job_id=job_id, task_id=0)
+        self.state = ""
+
+    def _alive(self) -> bool:
+        try:
+            stat = Path(f"/proc/{int(self.job_id)}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+    def done(self) -> bool:
+        return self.paths.result_pickle.exists() or not self._alive()
+
+    def result(self) -> Any:
+        if not self.paths.result_pickle.exists():
+            raise RuntimeError("the job ended without a result (killed with its driver?)")
+        outcome, value = submitit.core.utils.pickle_load(self.paths.result_pickle)
+        if outcome != "success":
+            raise RuntimeError(str(value)[-300:])
+        return value
+
+    def cancel(self, check: bool = False) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            os.kill(int(self.job_id), signal.SIGTERM)

@@ -82,6 +82,12 @@ class Knobs:
         "blackwell": {"bf16": 0.72, "fp8": 0.55, "fp4": 0.40},
     })
     # GEMM efficiency falls off for small shapes: eff = best / (1 + m0/M + n0/N + n0/K) (tokens M, local N, K).
+    # Grouped (MoE expert) GEMMs: Hopper runs TE's GroupedLinear as one cuBLAS GEMM (plus casts) per local
+    # expert; Blackwell has fused grouped GEMM kernels.
+    grouped_gemm_eff: Mapping[str, float] = field(default_factory=lambda: {"hopper": 0.5, "blackwell": 0.9})
+    # Sustained clocks relative to the datasheet: GB300 (1.4 kW) runs the same configs ~1.2x faster than
+    # GB200 in the published table although both list 5 PFLOP/s dense FP8.
+    sustained: Mapping[str, float] = field(default_factory=lambda: {"gb300": 1.2})
     gemm_m0: float = 128.0
     gemm_n0: float = 192.0
     # Flash attention (cuDNN/FA3) fwd+bwd reaches ~50-60 % of BF16 peak on long sequences.

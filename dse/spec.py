@@ -534,7 +534,7 @@ class Scenario(BaseModel):
 class SystemConfig(BaseModel):
     """Where trials run (DESIGN.md §4). The default is this machine, through submitit's local executor."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = "local"
     scheduler: Literal["local", "slurm", "debug"] = "local"
@@ -570,8 +570,8 @@ class SystemConfig(BaseModel):
         return v
 
 
-def parse_time_limit(text: str) -> int:
-    """Slurm-style `[D-]HH:MM:SS`, `MM:SS` or minutes -> minutes (rounded up, at least 1)."""
+def time_limit_seconds(text: str) -> int:
+    """Slurm-style `[D-]HH:MM:SS`, `MM:SS` or minutes -> seconds."""
     s = str(text).strip()
     days = 0
     if "-" in s:
@@ -581,16 +581,16 @@ def parse_time_limit(text: str) -> int:
     if days < 0 or not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
         raise ValueError(f"'{text}' is not a time limit like '00:30:00'")
     nums = [int(p) for p in parts]
-    if len(nums) == 1:
-        seconds = nums[0] * 60
-    elif len(nums) == 2:
-        seconds = nums[0] * 60 + nums[1]
-    else:
-        seconds = nums[0] * 3600 + nums[1] * 60 + nums[2]
-    seconds += days * 86400
+    seconds = {1: lambda: nums[0] * 60, 2: lambda: nums[0] * 60 + nums[1],
+               3: lambda: nums[0] * 3600 + nums[1] * 60 + nums[2]}[len(nums)]() + days * 86400
     if seconds <= 0:
         raise ValueError(f"'{text}' is not a positive time limit")
-    return max(1, math.ceil(seconds / 60))
+    return seconds
+
+
+def parse_time_limit(text: str) -> int:
+    """Slurm-style time limit -> whole minutes (rounded up, at least 1), as sbatch takes it."""
+    return max(1, math.ceil(time_limit_seconds(text) / 60))
 
 
 # --------------------------------------------------------------------------------------------------

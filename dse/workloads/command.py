@@ -12,7 +12,7 @@ from typing import Any
 
 from dse.errors import InputError
 from dse.space import TrialConfig
-from dse.spec import parse_time_limit
+from dse.spec import time_limit_seconds
 from dse.workloads.base import JobSpec, Outcome, Workload
 from dse.workloads.outcomes import collect_metrics
 
@@ -42,7 +42,7 @@ class CommandWorkload(Workload):
         command = render_command(str(flat["command"]), flat)
         env = dict(cfg.extra_env_vars)
         env["DSE_TRIAL_DIR"] = str(trial_dir)
-        limit = parse_time_limit(cfg.time_limit) * 60 if cfg.time_limit else None
+        limit = time_limit_seconds(cfg.time_limit) if cfg.time_limit else None
         gpn = int(flat.get("gpus_per_node") or self.sweep.system.gpus_per_node or 0)
         return JobSpec(argv=[command], cwd=str(trial_dir), env=env, num_nodes=cfg.num_nodes,
                        gpus_per_node=gpn, time_limit_s=limit, shell=True)

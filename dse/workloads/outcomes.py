@@ -13,7 +13,7 @@ def collect_metrics(trial_dir: Path, json_paths: list[Path], returncode: int | N
     """Success means metrics were found; a failed run gets a reason (out-of-memory, exit-code, no-metrics)."""
     out, err = read_text(trial_dir / STDOUT), read_text(trial_dir / STDERR)
     if returncode == 124:
-        return Outcome(False, reason="timeout", error="job exceeded its time limit")
+        return Outcome(False, reason="timeout", error="timeout: the job exceeded its time limit")
     failure = classify_failure(err + "\n" + out)
     if failure and failure[0] == "out-of-memory":
         return Outcome(False, reason="out-of-memory", error=f"out-of-memory: {failure[1]}")
@@ -34,5 +34,6 @@ def collect_metrics(trial_dir: Path, json_paths: list[Path], returncode: int | N
         kind = {"rejected-config": "rejected-config", "transient": "node-failure"}.get(failure[0], failure[0])
         return Outcome(False, reason=kind, error=f"{kind}: {failure[1]}")
     if returncode not in (0, None) and not tolerate_exit:
-        return Outcome(False, reason="exit-code", error=f"exit code {returncode}: {last_line(err) or last_line(out)}")
-    return Outcome(False, reason="no-metrics", error=json_error or "no metrics found (no metrics file, no log lines)")
+        return Outcome(False, reason="exit-code", error=f"exit-code: exit code {returncode}: {last_line(err) or last_line(out)}")
+    detail = json_error or "no metrics found (no metrics file, no log lines)"
+    return Outcome(False, reason="no-metrics", error=f"no-metrics: {detail}")

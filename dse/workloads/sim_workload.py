@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.space import TrialConfig
-from dse.spec import parse_time_limit
+from dse.spec import time_limit_seconds
 from dse.workloads.base import JobSpec, Outcome, Workload
 from dse.workloads.outcomes import collect_metrics
 
@@ -32,7 +32,7 @@ class SimulatedMegatronBridge(Workload):
                 "--out", ".", "--time-scale", str(scale)]
         if "trial" in cfg.env:
             argv += ["--trial", str(cfg.env["trial"])]
-        limit = parse_time_limit(cfg.time_limit) * 60 if cfg.time_limit else None
+        limit = time_limit_seconds(cfg.time_limit) if cfg.time_limit else None
         gpn = int(cfg.cmd_args.get("gpus_per_node") or self.sweep.system.gpus_per_node or 8)
         return JobSpec(argv=argv, cwd=str(trial_dir), env=dict(cfg.extra_env_vars), num_nodes=cfg.num_nodes,
                        gpus_per_node=gpn, time_limit_s=limit)

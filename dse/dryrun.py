@@ -1,0 +1,47 @@
+"""`dse dry-run`: the exact command and job script of the first N trials; submits nothing."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from agents.base import create_agent
+from dse.hashing import scrub_text
+from dse.space import SweepSpace
+from dse.spec import Sweep
+from dse.workloads.registry import workload_for
+from envs.env_params import draw_env_params
+
+
+def dry_run(sweep: Sweep, n: int = 3, out: Path | None = None, agent: str | None = None, seed: int = 0) -> int:
+    space = SweepSpace(sweep)
+    count = space.count()
+    if count.valid == 0:
+        from dse.cli import _empty_space_error
+
+        raise _empty_space_error(space, count)
+    name = agent or sweep.test.agent
+    picker = create_agent(name, space, steps=n, seed=seed, config=dict(sweep.test.agent_config or {}),
+                          storage_dir=None, study_name=sweep.name)
+    workload = workload_for(sweep)
+    root = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"dse-dry-run-{sweep.name}-"))
+    if workload.simulated:
+        print(f"note: {sweep.workload} is a SIMULATION (analytic performance model, no GPU)")
+    print(f"dry run of {sweep.name}: {count.valid:,} valid points of {count.total:,}; showing {n} "
+          f"in the order of agent {name}; files under {root}")
+    for trial in range(1, n + 1):
+        action = picker.ask()
+        if action is None:
+            break
+        env = draw_env_params(space, seed, trial)
+        cfg = space.resolve(action, env)
+        trial_dir = root / "trials" / str(trial)
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        spec = workload.build(cfg, trial_dir)
+        script = scrub_text(spec.script())
+        (trial_dir / "command.sh").write_text(script)
+        print(f"\n# trial {trial}: {action}" + (f" env {env}" if env else ""))
+        print(f"# nodes {spec.num_nodes}, gpus/node {spec.gpus_per_node}, time limit "
+              f"{spec.time_limit_s or 'none'} s, scheduler {sweep.system.scheduler}")
+        print(script, end="")
+    return 0
