@@ -33,9 +33,9 @@ class SimulatedMegatronBridge(Workload):
         if "trial" in cfg.env:
             argv += ["--trial", str(cfg.env["trial"])]
         limit = time_limit_seconds(cfg.time_limit) if cfg.time_limit else None
-        gpn = int(cfg.cmd_args.get("gpus_per_node") or self.sweep.system.gpus_per_node or 8)
-        return JobSpec(argv=argv, cwd=str(trial_dir), env=dict(cfg.extra_env_vars), num_nodes=cfg.num_nodes,
-                       gpus_per_node=gpn, time_limit_s=limit)
+        # a simulation needs one CPU, not the nodes and GPUs it models: never hold a cluster's GPUs for it
+        return JobSpec(argv=argv, cwd=str(trial_dir), env=dict(cfg.extra_env_vars), num_nodes=1,
+                       gpus_per_node=0, time_limit_s=limit)
 
     def collect(self, cfg: TrialConfig, trial_dir: Path, returncode: int | None) -> Outcome:
         return collect_metrics(trial_dir, [trial_dir / "golden_values.json"], returncode)
