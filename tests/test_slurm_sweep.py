@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, write_toml
-from slurm_cluster import PARTITION, require_slurm, sacct_fields
+from slurm_cluster import PARTITION, require_slurm
 
 from dse.table import load_trials
 
@@ -59,9 +59,10 @@ def test_command_sweep_runs_as_slurm_jobs_in_parallel(tmp_path: Path) -> None:
     assert set(df["status"]) == {"completed"} and len(df) == 4
     for job_id in df["job_id"]:
         assert str(job_id).isdigit()
-        fields = sacct_fields(str(job_id), ["JobName", "State", "AllocTRES"])
-        assert fields["JobName"] == "dse-trial" and fields["State"] == "COMPLETED"
-        assert "gres/gpu=8" in fields["AllocTRES"]
+        out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", str(job_id), "--format=JobName,State,AllocTRES"],
+                             capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+        name, state, tres = out[-1].split("|")  # the newest job with this id
+        assert name == "dse-trial" and state == "COMPLETED" and "gres/gpu=8" in tres
     assert "GPUS=0,1,2,3,4,5,6,7" in (run / "trials" / "1" / "stdout.log").read_text()
 
 
