@@ -75,3 +75,13 @@ def test_resolve_is_pure() -> None:
     before = dict(args)
     resolve_defaults(args)
     assert args == before
+
+
+def test_resolve_reports_preset_fallback_and_hydra_table() -> None:
+    exact = resolve_defaults({"model_recipe_name": "llama3_8b", "gpu_type": "gb200", "compute_dtype": "fp8_mx"})
+    assert exact["preset"] == "llama3_8b/gb200/fp8_mx/v1" and exact["num_gpus"] == 8 and exact["gb"] == 128
+    fb = resolve_defaults({"model_recipe_name": "gpt_oss_120b", "gpu_type": "b200", "compute_dtype": "nvfp4"})
+    assert fb["preset"].endswith("~fallback") and fb["ep"] == 64
+    nested = resolve_defaults({"model_recipe_name": "llama3_8b", "gpu_type": "h100", "compute_dtype": "bf16",
+                               "extra_cmd_args": {"model.seq_length": 4096}})
+    assert nested["seq_length"] == 4096 and nested["dp"] == 4  # preset cp=2 on 8 GPUs

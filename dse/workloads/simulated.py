@@ -1,185 +1,164 @@
-"""The simulated Megatron-Bridge run: a real subprocess that prints what a real run would print.
+"""A SIMULATED Megatron-Bridge training run: a real subprocess that prints what the launcher would print.
 
-Why: sweeps, agents, Slurm plumbing and reports must be exercisable without a GPU. This program takes
-one trial's resolved cmd_args, asks the analytic model (`dse.perfmodel`) for step time, TFLOP/s/GPU and
-memory, and then behaves like the training job: the per-step log lines of reference §2c, the
-golden-values JSON of §2b, a CUDA OOM on stderr (exit 1) when the model says it does not fit. Its first
-line says plainly that it is a SIMULATION; `simulation.json` carries `"simulated": true`.
+`python -m dse.workloads.simulated --config CONFIG.json --out DIR [--trial N] [--time-scale X]
+[--max-sleep S]` reads `{"cmd_args": {...}, "num_nodes": N}`, predicts the run with `dse.perfmodel` and
+emits Megatron-Bridge's per-step log lines (reference megatron-bridge.md §2c) and golden-values JSON (§2b)
+so that the metric collection, caching and sweep logic can be exercised end to end without a GPU. The
+first line always says SIMULATED; `DIR/simulation.json` carries `"simulated": true`.
 
-    python -m dse.workloads.simulated --config CONFIG.json --out DIR [--trial N] [--time-scale X]
-                                      [--max-sleep S]
-
-CONFIG.json is `{"cmd_args": {...}, "num_nodes": N}`. Output is deterministic for a (config, trial)
-pair apart from the wall-clock timestamps in the log lines.
+Exit codes: 0 success; 1 the configuration would fail (CUDA OOM, or a launcher assertion); 2 bad usage.
+Noise (about 1 %) is deterministic: seeded by a hash of the config and the trial number.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import math
 import random
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from dse.errors import DseError
-from dse.perfmodel import GPUS, Prediction, predict
+from dse.architectures import architecture_for
+from dse.errors import InputError
+from dse.perfmodel import Prediction, predict
 from dse.presets import resolve_defaults
 
 BANNER = "[dse simulator] SIMULATED Megatron-Bridge run (analytic model, no GPU used)"
-NOISE = 0.01  # relative step-time noise (real runs wander by about 1 %)
-DEFAULT_STEPS = 10
+DEFAULT_MAX_STEPS = 10
+NOISE = 0.01  # relative step-to-step jitter
+WARMUP_FACTOR = 2.5  # step 0 also builds CUDA graphs, allocator pools, NCCL communicators ...
+WARMUP_FIXED_S = 20.0
 
 
-def _seed(config: Mapping[str, Any], trial: int) -> int:
-    """A stable seed from the config content and the trial number (not Python's salted hash)."""
-    text = json.dumps({"config": config, "trial": trial}, sort_keys=True, default=str)
+def config_seed(config: Mapping[str, Any], trial: int) -> int:
+    """A stable seed from the canonical JSON of the config and the trial number."""
+    text = json.dumps(config, sort_keys=True, default=str) + f"#trial={trial}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
-def _max_steps(cmd_args: Mapping[str, Any]) -> int:
-    for key in ("max_steps", "train.train_iters"):
-        value = cmd_args.get(key)
-        if value not in (None, ""):
-            return max(1, int(value))
-    return DEFAULT_STEPS
+def _g5(x: float) -> float:
+    """Megatron rounds the memory report to 5 significant digits."""
+    return float(f"{x:.5g}")
 
 
-def _loss(step: int, rng: random.Random) -> float:
-    """A mock-data loss curve: starts near ln(vocab) ~ 11.9 and decays (values as Megatron prints them)."""
-    value = 11.9 - 4.2 * (1.0 - math.exp(-step / 25.0)) + rng.gauss(0.0, 0.015)
-    return float(f"{value:.6E}")
+def _loss_curve(steps: int, vocab: int, rnd: random.Random) -> list[float]:
+    """Mock-data loss: starts near ln(vocab) and falls quickly, with a little jitter."""
+    start = math.log(max(vocab, 2)) + 0.02 * rnd.random()
+    floor = start * 0.62
+    return [floor + (start - floor) * math.exp(-i / 12.0) + rnd.gauss(0.0, 0.01) for i in range(steps)]
 
 
-def _oom_text(pred: Prediction, gpu_name: str) -> str:
-    """A CUDA OOM message in PyTorch's wording (the model's own when it wrote one), sized from the prediction."""
-    head = "Traceback (most recent call last):\n" + \
-        '  File "/opt/Megatron-Bridge/scripts/performance/run_script.py", line 1, in <module>\n'
-    if pred.oom_message and "OutOfMemoryError" in pred.oom_message:
-        return head + pred.oom_message.rstrip() + "\n"
-    total_gib = GPUS[gpu_name].hbm_gb * 1e9 / 2**30 if gpu_name in GPUS else pred.mem_max_alloc_gb
-    need_gib = pred.mem_max_alloc_gb * 1e9 / 2**30
-    in_use = min(total_gib - 0.02, need_gib)
-    tried = max(0.02, need_gib - in_use + 0.5)
-    allocated = in_use * 0.97
-    return head + (
-        "torch.OutOfMemoryError: CUDA out of memory. "
-        f"Tried to allocate {tried:.2f} GiB. GPU 0 has a total capacity of {total_gib:.2f} GiB of which "
-        f"{max(1.0, (total_gib - in_use) * 1024):.2f} MiB is free. Including non-PyTorch memory, this process "
-        f"has {in_use:.2f} GiB memory in use. Of the allocated memory {allocated:.2f} GiB is allocated by "
-        f"PyTorch, and {(in_use - allocated) * 1024:.2f} MiB is reserved by PyTorch but unallocated. If "
-        "reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True "
-        "to avoid fragmentation.  See documentation for Memory Management  "
-        "(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)\n"
-        f"[dse simulator] (model: {pred.oom_message or 'does not fit'})\n"
-    )
+def _step_times(pred: Prediction, steps: int, rnd: random.Random) -> list[float]:
+    offset = 1.0 + rnd.gauss(0.0, NOISE / 2)  # node-to-node variation of the whole run
+    times = [pred.step_time_s * offset * (1.0 + max(-3 * NOISE, min(3 * NOISE, rnd.gauss(0.0, NOISE))))
+             for _ in range(steps)]
+    if times:
+        times[0] = pred.step_time_s * WARMUP_FACTOR + WARMUP_FIXED_S
+    return times
 
 
 def _write_json(path: Path, data: Any, indent: int | None = None) -> None:
-    path.write_text(json.dumps(data, indent=indent, default=str))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=indent, default=str))
+    tmp.replace(path)
 
 
 def run_simulation(config: Mapping[str, Any], out_dir: Path, trial: int = 0, time_scale: float = 0.0,
-                   max_sleep: float = 30.0, stream: TextIO | None = None, err_stream: TextIO | None = None) -> int:
-    """Run one simulated training job; returns the exit code (0 ok, 1 OOM / rejected config)."""
-    out = stream if stream is not None else sys.stdout
+                   max_sleep: float = 30.0, stream: TextIO = sys.stdout, err_stream: TextIO | None = None) -> int:
+    """Simulate one run into `out_dir`; returns the exit code a real launcher run would have (0 or 1)."""
     err = err_stream if err_stream is not None else sys.stderr
-    cmd_args = dict(config.get("cmd_args") or {})
-    num_nodes = config.get("num_nodes")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{BANNER}: recipe={cmd_args.get('model_recipe_name')} gpu={cmd_args.get('gpu_type')} "
-          f"num_gpus={cmd_args.get('num_gpus')} trial={trial}", file=out, flush=True)
-
-    resolved = resolve_defaults(cmd_args)
+    cmd_args = dict(config.get("cmd_args") or {})
+    cmd_args.pop("hf_token", None)
+    num_nodes = config.get("num_nodes")
+    num_nodes = int(num_nodes) if num_nodes not in (None, "") else None
+    print(f"{BANNER}: {cmd_args.get('model_recipe_name')} on {cmd_args.get('num_gpus')} x "
+          f"{cmd_args.get('gpu_type')} ({cmd_args.get('compute_dtype', 'bf16')}), trial {trial}", file=stream,
+          flush=True)
+    record: dict[str, Any] = {"simulated": True, "trial": trial, "cmd_args": cmd_args, "num_nodes": num_nodes}
     try:
-        pred = predict(cmd_args, num_nodes=int(num_nodes) if num_nodes else None)
-    except (DseError, ValueError, TypeError) as exc:  # the launcher would stop before training
-        message = getattr(exc, "message", str(exc))
+        resolved = resolve_defaults(cmd_args)
+        pred = predict(cmd_args, num_nodes=num_nodes)
+    except (InputError, ValueError, TypeError) as exc:
+        message = exc.message if isinstance(exc, InputError) else str(exc)
         print(f"AssertionError: {message}", file=err, flush=True)
-        _write_json(out_dir / "simulation.json", {"simulated": True, "rejected": message, "trial": trial}, 1)
+        record.update(status="failed", error=message)
+        _write_json(out_dir / "simulation.json", record, indent=1)
         return 1
-
-    summary: dict[str, Any] = {"simulated": True, "trial": trial, "num_nodes": num_nodes,
-                               "prediction": dataclasses.asdict(pred),
-                               "resolved": {k: v for k, v in resolved.items() if _plain(v)}}
+    record.update(resolved={k: v for k, v in resolved.items() if k != "hf_token"}, prediction=asdict(pred))
     if not pred.fits:
-        _write_json(out_dir / "simulation.json", summary, 1)
-        print(_oom_text(pred, str(resolved.get("gpu_type"))), file=err, end="", flush=True)
+        print(pred.oom_message, file=err, flush=True)
+        record.update(status="oom", error=pred.oom_message)
+        _write_json(out_dir / "simulation.json", record, indent=1)
         return 1
 
-    rng = random.Random(_seed(config, trial))
-    steps = _max_steps(cmd_args)
-    world = int(resolved["num_gpus"])
-    gbs = int(resolved["gb"])
+    rnd = random.Random(config_seed(config, trial))
+    steps = int(resolved.get("max_steps") or DEFAULT_MAX_STEPS)
+    gbs, n = int(resolved["gb"]), int(resolved["num_gpus"])
+    arch = architecture_for(resolved.get("model_recipe_name"))
+    times = _step_times(pred, steps, rnd)
+    losses = _loss_curve(steps, arch.vocab_size if arch else 32000, rnd)
+    total = sum(times)
+    sleep_total = min(max_sleep, total * time_scale) if time_scale > 0 else 0.0
+    clock = datetime.now().replace(microsecond=0)
     golden: dict[str, Any] = {}
-    total_s = 0.0
-    for i in range(steps):
-        step_s = pred.step_time_s * (1.0 + rng.gauss(0.0, NOISE))
-        if i == 0:  # warm-up: NCCL setup, allocator growth, CUDA-graph capture, JIT
-            step_s = pred.step_time_s * 2.5 + 3.0
-        step_s = max(step_s, 1e-3)
-        total_s += step_s
-        ms = round(step_s * 1e3, 1)
-        util = round(pred.flops_per_step / step_s / world / 1e12, 1)
-        loss = _loss(i, rng)
-        grad_norm = 12.0 * math.exp(-i / 8.0) + 0.8 + abs(rng.gauss(0.0, 0.05))
-        lr = 3e-4 * min(1.0, (i + 1) / 10)
-        now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        print(f"Step Time : {step_s:.2f}s GPU utilization: {util:.1f}MODEL_TFLOP/s/GPU", file=out)
-        print(f" [{now}] iteration {i + 1:8d}/{steps:8d} | consumed samples: {(i + 1) * gbs:12d} | "
-              f"elapsed time per iteration (ms): {ms:.1f} | learning rate: {lr:.6E} | "
-              f"global batch size: {gbs:5d} | lm loss: {loss:.6E} | loss scale: 1.0 | grad norm: {grad_norm:.3f} | "
-              "number of skipped iterations:   0 | number of nan iterations:   0 |", file=out)
+    for i, (t, loss) in enumerate(zip(times, losses, strict=True)):
+        if sleep_total:
+            time.sleep(sleep_total * t / total)
+        clock += timedelta(seconds=t)
+        tflops = pred.flops_per_step / t / n / 1e12
+        grad_norm = 8.0 * math.exp(-i / 6.0) + 0.6 + rnd.random() * 0.05
+        print(f"Step Time : {t:.2f}s GPU utilization: {tflops:.1f}MODEL_TFLOP/s/GPU", file=stream)
+        print(f" [{clock:%Y-%m-%d %H:%M:%S}] iteration {i + 1:8d}/{steps:8d} | consumed samples: "
+              f"{(i + 1) * gbs:12d} | elapsed time per iteration (ms): {t * 1000:.1f} | learning rate: "
+              f"{3e-4 * min(1.0, (i + 1) / 10):.6E} | global batch size: {gbs:5d} | lm loss: {loss:.6E} | "
+              f"loss scale: 1.0 | grad norm: {grad_norm:.3f} | number of skipped iterations:   0 | "
+              f"number of nan iterations:   0 |", file=stream)
         if i == 0:
             alloc, peak = pred.mem_alloc_gb, pred.mem_max_alloc_gb
             print(f"[Rank 0] (after 1 iterations) memory (GB) | mem-allocated-gigabytes: {_g5(alloc)} | "
                   f"mem-active-gigabytes: {_g5(alloc)} | mem-max-allocated-gigabytes: {_g5(peak)} | "
-                  f"mem-max-reserved-gigabytes: {_g5(peak * 1.04)} | mem-alloc-retires: 0 | "
-                  f"mem-allocated-count: {1000 + rng.randrange(9000)}", file=out)
-        golden[str(i)] = {"lm loss": loss, "elapsed time per iteration (ms)": ms, "GPU utilization": util}
+                  f"mem-max-reserved-gigabytes: {_g5(peak * 1.03)} | mem-alloc-retires: 0 | "
+                  f"mem-allocated-count: {1800 + rnd.randrange(400)}", file=stream)
+        stream.flush()
+        # the real JSON is parsed back from these log lines, so it carries their rounding
+        golden[str(i)] = {"lm loss": float(f"{loss:.6E}"), "elapsed time per iteration (ms)": float(f"{t * 1000:.1f}"),
+                          "GPU utilization": float(f"{tflops:.1f}")}
     golden["alloc"] = _g5(pred.mem_alloc_gb)
     golden["max_alloc"] = _g5(pred.mem_max_alloc_gb)
-    print("after training is done", file=out, flush=True)
     _write_json(out_dir / "golden_values.json", golden)
-    summary["simulated_total_s"] = total_s
-    _write_json(out_dir / "simulation.json", summary, 1)
-    if time_scale > 0:
-        time.sleep(max(0.0, min(max_sleep, total_s * time_scale)))
+    record.update(status="completed", steps=steps, step_times_s=times, slept_s=sleep_total)
+    _write_json(out_dir / "simulation.json", record, indent=1)
+    print(f"{BANNER}: done, {steps} steps, simulated time {total:.1f}s", file=stream, flush=True)
     return 0
 
 
-def _g5(value: float) -> float:
-    """bytes/1e9 rounded to 5 significant digits, as Megatron prints memory."""
-    return float(f"{value:.5g}")
-
-
-def _plain(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dse.workloads.simulated", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, type=Path, help='JSON {"cmd_args": {...}, "num_nodes": N}')
-    parser.add_argument("--out", required=True, type=Path, help="directory for golden_values.json")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dse.workloads.simulated",
+                                     description="Simulate a Megatron-Bridge training run (no GPU).")
+    parser.add_argument("--config", type=Path, required=True, help='JSON {"cmd_args": {...}, "num_nodes": N}')
+    parser.add_argument("--out", type=Path, required=True, help="directory for golden_values.json")
     parser.add_argument("--trial", type=int, default=0, help="trial number (seeds the noise)")
-    parser.add_argument("--time-scale", type=float, default=0.0, help="sleep this fraction of simulated time")
-    parser.add_argument("--max-sleep", type=float, default=30.0, help="never sleep longer than this (s)")
-    ns = parser.parse_args(argv)
+    parser.add_argument("--time-scale", type=float, default=0.0, help="sleep this fraction of the simulated time")
+    parser.add_argument("--max-sleep", type=float, default=30.0, help="sleep at most this many seconds")
+    args = parser.parse_args(argv)
     try:
-        config = json.loads(ns.config.read_text())
-        if not isinstance(config, dict) or not isinstance(config.get("cmd_args", {}), dict):
-            raise ValueError('expected an object {"cmd_args": {...}, "num_nodes": N}')
-    except (OSError, ValueError) as exc:
-        print(f"error: {ns.config}: {' '.join(str(exc).split())}", file=sys.stderr)
+        config = json.loads(args.config.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: {args.config}: {exc}", file=sys.stderr)
         return 2
-    return run_simulation(config, ns.out, trial=ns.trial, time_scale=ns.time_scale, max_sleep=ns.max_sleep)
+    if not isinstance(config, dict) or not isinstance(config.get("cmd_args", {}), dict):
+        print(f'error: {args.config}: expected {{"cmd_args": {{...}}, "num_nodes": N}}', file=sys.stderr)
+        return 2
+    return run_simulation(config, args.out, trial=args.trial, time_scale=args.time_scale, max_sleep=args.max_sleep)
 
 
 if __name__ == "__main__":
