@@ -115,11 +115,22 @@ def _cmd_space(args: argparse.Namespace) -> int:
 
     sweep = _load(args)
     space = SweepSpace(sweep)
+    _check_agent_accepts_env(sweep, space)
     text, count = space_summary(space)
     print(text)
     if count.valid == 0:
         raise _empty_space_error(space, count)
     return EXIT_OK
+
+
+def _check_agent_accepts_env(sweep, space) -> None:  # type: ignore[no-untyped-def]
+    """A sweep with env_params needs an agent that accepts a varying environment (refused up front)."""
+    from agents.base import get_agent_class
+
+    cls = get_agent_class(sweep.test.agent)
+    if space.env.dimensions and not cls.accepts_env_params:
+        raise InputError(f"agent {sweep.test.agent} cannot handle env_params ({', '.join(space.env.names)}); "
+                         "use random_search or optuna", file=str(sweep.source), field="agent")
 
 
 def _empty_space_error(space, count) -> InputError:  # type: ignore[no-untyped-def]

@@ -29,6 +29,9 @@ from dse.tomlwrite import dumps
 from dse.trials import Finished, TrialEngine
 
 FAILED_STATES = ("failed", "timeout", "preempted")
+# outcomes a sweep exists to find (a config that does not fit, or that the framework rejects): reported
+# in the table, but not a reason for exit code 1
+EXPECTED_FAILURES = ("out-of-memory", "rejected-config")
 
 
 @dataclass
@@ -169,7 +172,7 @@ class SweepRunner:
               flush=True)
         if left:
             print(f"resume with: dse resume {self.run_dir}", flush=True)
-        return 1 if failed or best is None else 0
+        return 1 if best is None or any(r.reason not in EXPECTED_FAILURES for r in failed) else 0
 
     @staticmethod
     def _result(rec: Any) -> TrialResult:

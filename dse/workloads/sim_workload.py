@@ -41,4 +41,19 @@ class SimulatedMegatronBridge(Workload):
         return collect_metrics(trial_dir, [trial_dir / "golden_values.json"], returncode)
 
     def identity(self) -> dict[str, Any]:
-        return {"workload": self.name, "simulator": "dse.perfmodel v1"}
+        return {"workload": self.name, "simulator": _model_fingerprint()}
+
+
+def _model_fingerprint() -> str:
+    """A digest of the model's source: a changed model never reuses cached simulated results."""
+    import hashlib
+
+    import dse.architectures
+    import dse.perfmodel
+    import dse.presets
+    import dse.workloads.simulated
+
+    digest = hashlib.sha256()
+    for module in (dse.perfmodel, dse.presets, dse.architectures, dse.workloads.simulated):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:16]
