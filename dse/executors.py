@@ -7,6 +7,7 @@ job inherits them from the driver's environment.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -73,10 +74,8 @@ class JobHandle:
         return JobResult(rc, "timeout" if rc == TIMEOUT_RC else "completed")
 
     def cancel(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.job.cancel(check=False)
-        except Exception:
-            pass
 
 
 def _state_of(state: str, msg: str) -> str:

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MB_REPO, make_test, sweep_from
 
 from dse.errors import InputError
 from dse.space import SweepSpace, TrialConfig
 from dse.spec import SystemConfig
 from dse.workloads.base import STDERR, STDOUT
 from dse.workloads.megatron_bridge import FLAGS, HYDRA_FIELDS, KNOWN_FIELDS, NOT_FLAGS, MegatronBridgeWorkload
-from conftest import MB_REPO, make_test, sweep_from
 
 GOLDEN = Path(__file__).parent / "golden"
 TRIAL_DIR = Path("/runs/qwen-sweep/trials/7")
