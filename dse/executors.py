@@ -71,11 +71,20 @@ class JobHandle:
         except Exception as exc:  # submitit raises for killed, cancelled, timed-out jobs
             msg = " ".join(str(exc).split())[:300]
             return JobResult(None, _state_of(state, msg), msg)
-        return JobResult(rc, "timeout" if rc == TIMEOUT_RC else "completed")
+        if rc == TIMEOUT_RC:
+            return JobResult(rc, "timeout")
+        if rc in (-signal.SIGTERM, 128 + signal.SIGTERM) and self.job_id.isdigit() and _slurm_job(self.job):
+            # the scheduler terminated the program (scancel, preemption): transient, retried by policy
+            return JobResult(rc, "preempted", "terminated by the scheduler (SIGTERM)")
+        return JobResult(rc, "completed")
 
     def cancel(self) -> None:
         with contextlib.suppress(Exception):
             self.job.cancel(check=False)
+
+
+def _slurm_job(job: Any) -> bool:
+    return isinstance(job, submitit.SlurmJob)
 
 
 def _state_of(state: str, msg: str) -> str:

@@ -127,3 +127,24 @@ def test_megatron_bridge_job_on_slurm_with_standin_launcher(tmp_path: Path) -> N
                               capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
         assert "gres/gpu=8" in rows[-1]
     assert _grep_all(run) == [] and TOKEN not in r.stdout + r.stderr
+
+
+def test_scancel_counts_as_preemption_and_is_retried(tmp_path: Path) -> None:
+    marker = tmp_path / "first-attempt"
+    cmd = f"if [ ! -e {marker} ]; then touch {marker}; sleep 60; fi; {OK}"
+    sweep = _sweep(tmp_path, cmd, values="[1]", extra="max_retries = 1")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "dse.cli", "run", str(sweep), "--system", str(_system(tmp_path)),
+                             "--out", str(out), "--no-cache"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not marker.exists():
+        time.sleep(0.2)
+    assert marker.exists()
+    job_id = load_trials(_run_dir(out))["job_id"].iloc[0]
+    subprocess.run(["scancel", str(job_id)], check=True, timeout=30)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stdout + stderr
+    df = load_trials(_run_dir(out))
+    assert df["status"].tolist() == ["completed"] and df["attempts"].tolist() == [2]
+    assert str(df["job_id"].iloc[0]) != str(job_id)

@@ -156,3 +156,23 @@ def test_library_use_env_and_agent_loop(tmp_path: Path) -> None:
         agent.tell(action, TrialResult(reward=reward, status=info["status"], values=list(obs)))
         best = max(best or (reward, action), (reward, action), key=lambda t: t[0])
     assert best is not None and best[1] == {"x": 2} and best[0] == pytest.approx(0.5)
+
+
+def test_ctrl_c_stops_asking_then_resume_finishes(tmp_path: Path) -> None:
+    sweep = cmd_sweep(tmp_path, "sleep 1.5; " + OK_CMD, values="[1, 2, 3, 4, 5, 6]")
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "dse.cli", "run", str(sweep), "--out", str(out), "--parallel",
+                             "2", "--no-cache"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and any(out.glob("*/trials/2/submitit"))):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert "stopping: no new trials" in stderr
+    (run,) = run_dirs(out)
+    df = load_trials(run)
+    assert len(df) == 2 and set(df["status"]) == {"completed"}  # the running ones finished, nothing new
+    r = dse("resume", str(run))
+    assert r.returncode == 0, r.stdout + r.stderr
+    df = load_trials(run)
+    assert sorted(df["param.x"]) == [1, 2, 3, 4, 5, 6] and set(df["status"]) == {"completed"}
