@@ -78,6 +78,54 @@ class _Interrupts:
         signal.signal(signal.SIGINT, self._old)
 
 
+class _Progress:
+    """Live status (rich) on a terminal: done / running / failed / cached, best so far, elapsed, ETA.
+
+    Off a terminal the runner prints one plain line per finished trial instead (logs, CI, nohup).
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.live: Any = None
+        if sys.stdout.isatty():
+            from rich.live import Live
+
+            self.live = Live(self._render([], time.time()), refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> _Progress:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def _render(self, recs: list[Any], started: float) -> Any:
+        from rich.table import Table
+
+        counts: dict[str, int] = {}
+        for r in recs:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        done = sum(v for k, v in counts.items() if k not in ("running", "pending"))
+        elapsed = time.time() - started
+        eta = elapsed / done * (self.total - done) if done else float("nan")
+        best = best_record(recs)
+        table = Table(show_header=True, header_style="bold")
+        for col in ("done", "running", "completed", "cached", "failed", "infeasible", "elapsed", "ETA", "best"):
+            table.add_column(col)
+        failed = sum(counts.get(k, 0) for k in FAILED_STATES)
+        table.add_row(f"{done}/{self.total}", str(counts.get("running", 0)), str(counts.get("completed", 0)),
+                      str(counts.get("cached", 0)), str(failed), str(counts.get("infeasible", 0)),
+                      f"{elapsed:.0f} s", "-" if math.isnan(eta) else f"{eta:.0f} s",
+                      f"trial {best.trial}: {best.metrics}" if best else "-")
+        return table
+
+    def update(self, recs: list[Any], started: float) -> None:
+        if self.live is not None:
+            self.live.update(self._render(recs, started))
+
+
 class SweepRunner:
     """Drives one sweep in one run directory (a new run or a resumed one)."""
 
@@ -145,8 +193,9 @@ class SweepRunner:
                     self._on_finished(fin)
         submitted = len(records)
         exhausted = False
-        with _Interrupts() as stop:
+        with _Interrupts() as stop, _Progress(self.steps) as progress:
             while True:
+                progress.update(self.store.all(), self.started)
                 while (stop.count == 0 and not exhausted and submitted < self.steps
                        and len(self.engine.in_flight) < self.opts.parallel):
                     action = self.agent.ask()
