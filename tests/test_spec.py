@@ -249,3 +249,34 @@ def test_missing_file() -> None:
 
 def test_mb_repo_constant_matches() -> None:
     assert "Megatron-Bridge" in MB_REPO["url"]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TOML_PIECES = st.sampled_from([
+    'name = "x"\n', 'test_template_name = "MegatronBridgeSim"\n', 'test_template_name = "Command"\n',
+    "[cmd_args]\n", "tp = [1, 2]\n", 'tp = "a"\n', "num_gpus = 0\n", "[env_params.tp]\n", "weights = [1]\n",
+    "[[Tests]]\n", 'id = "a"\n', "num_nodes = [1, 2]\n", 'command = "echo {x}"\n', "x = [1, 2]\n",
+    'agent = "optuna"\n', 'constraints = ["tp >"]\n', "[[git_repos]]\n", "= 3\n", "[cmd_args.model]\n",
+    "seq_length = [4096]\n", 'dse_excluded_args = "cmd_args.tp"\n', "agent_steps = -1\n",
+])
+
+
+@given(st.one_of(st.text(max_size=200), st.lists(_TOML_PIECES, max_size=12).map("".join)))
+@settings(max_examples=200, deadline=None)
+def test_fuzz_loader_raises_only_input_error(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    p = tmp_path_factory.mktemp("fuzz") / "f.toml"
+    p.write_text(text, errors="surrogateescape") if "\x00" not in text else p.write_bytes(text.encode("utf-8", "replace"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            sweep = load_sweep(p)
+        except InputError:
+            return
+    from dse.space import SweepSpace
+
+    try:
+        SweepSpace(sweep).count()
+    except InputError:
+        pass
