@@ -191,6 +191,8 @@ class SweepRunner:
                 fin = self.engine.restart(rec)
                 if fin:
                     self._on_finished(fin)
+        if not records:
+            self._warm_start()
         submitted = len(records)
         exhausted = False
         with _Interrupts() as stop, _Progress(self.steps) as progress:
@@ -222,6 +224,33 @@ class SweepRunner:
         if left:
             print(f"resume with: dse resume {self.run_dir}", flush=True)
         return 1 if best is None or any(r.reason not in EXPECTED_FAILURES for r in failed) else 0
+
+    def _warm_start(self, limit: int = 20_000) -> None:
+        """Tell a model-based agent what the shared cache already knows about this space, before it asks."""
+        cache = self.engine.cache
+        if (cache is None or self.agent_name != "optuna" or self.space.env.dimensions
+                or self.count.valid > limit):
+            return
+        from dse.hashing import config_hash
+        from dse.rewards import score
+
+        told = 0
+        metrics = list(self.sweep.test.agent_metrics)
+        for index in self.space.iter_valid():
+            action = self.space.agent.decode(index)
+            entry = cache.get(config_hash(self.engine.config_payload(self.space.resolve(action))))
+            if entry is None:
+                continue
+            if entry.status == "completed" and all(m in entry.metrics for m in metrics):
+                values = [entry.metrics[m] for m in metrics]
+                self.agent.tell(action, TrialResult(reward=score(self.engine.reward_name, values, True),
+                                                    status="cached", values=values))
+                told += 1
+            elif entry.status == "failed":
+                self.agent.tell(action, TrialResult(reward=-math.inf, status="failed", values=[]))
+                told += 1
+        if told:
+            print(f"warm start: told the optuna study {told} cached results of this space", flush=True)
 
     @staticmethod
     def _result(rec: Any) -> TrialResult:

@@ -72,9 +72,13 @@ def load_trials(run_dirs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     """Replace `path` atomically: readers see the old or the new file, never a partial one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trials-", suffix=".csv")
-    with os.fdopen(fd, "w") as fh:
-        df.to_csv(fh, index=False)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def best_record(records: Sequence[TrialRecord]) -> TrialRecord | None:

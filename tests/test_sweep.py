@@ -176,3 +176,16 @@ def test_ctrl_c_stops_asking_then_resume_finishes(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     df = load_trials(run)
     assert sorted(df["param.x"]) == [1, 2, 3, 4, 5, 6] and set(df["status"]) == {"completed"}
+
+
+def test_optuna_warm_start_from_cache_never_repays(tmp_path: Path) -> None:
+    sweep = cmd_sweep(tmp_path, OK_CMD, values="[1, 2, 3, 4, 5, 6, 7, 8]",
+                      extra='agent = "optuna"\nagent_steps = 4')
+    cache = tmp_path / "cache.db"
+    args = ["run", str(sweep), "--out", str(tmp_path / "runs"), "--cache", str(cache), "--executor", "debug"]
+    assert dse(*args, "--seed", "1").returncode == 0
+    r = dse(*args, "--seed", "2")
+    assert r.returncode == 0 and "warm start: told the optuna study 4 cached results" in r.stdout
+    first, second = (load_trials(d) for d in run_dirs(tmp_path / "runs"))
+    assert set(first["param.x"]).isdisjoint(second["param.x"])  # the study knew the cached points
+    assert (tmp_path / "counter.log").read_text().count("ran") == 8

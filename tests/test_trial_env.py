@@ -52,3 +52,44 @@ def test_failed_trial_scores_minus_infinity(tmp_path: Path) -> None:
     env = TrialEnv(p, executor="debug", run_dir=tmp_path / "run")
     _, reward, _, _, info = env.step({"x": 0})
     assert info["status"] == "failed" and reward == float("-inf") and "out-of-memory" in info["error"]
+
+
+SIM = """
+name = "sim"
+test_template_name = "MegatronBridgeSim"
+agent = "random_search"
+agent_metrics = ["step-time", "tflops-per-gpu"]
+[cmd_args]
+gpu_type = "h100"
+num_gpus = 8
+model_family_name = "llama"
+model_recipe_name = "llama3_8b"
+compute_dtype = "fp8_cs"
+tp = [1, 2]
+mb = [1, 2]
+seq_length = [4096, 8192]
+[env_params.seq_length]
+weights = [0.75, 0.25]
+"""
+
+
+def test_check_env_on_a_simulator_sweep(tmp_path: Path) -> None:
+    env = gymnasium.make("dse/Trial-v0", sweep=write_toml(tmp_path / "sim.toml", SIM), executor="debug",
+                         run_dir=tmp_path / "run")
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, reward, _, _, info = env.unwrapped.step({"tp": 0, "mb": 0})
+    assert info["status"] == "completed" and reward == pytest.approx(1 / obs[0])
+    assert info["env_params"]["seq_length"] in (4096, 8192)
+
+
+def test_env_params_draws_follow_weights_and_are_reproducible(tmp_path: Path) -> None:
+    from dse.space import SweepSpace
+    from dse.spec import load_sweep
+    from envs.env_params import draw_env_params
+
+    space = SweepSpace(load_sweep(write_toml(tmp_path / "sim.toml", SIM)))
+    draws = [draw_env_params(space, 7, t)["seq_length"] for t in range(1, 4001)]
+    assert draws == [draw_env_params(space, 7, t)["seq_length"] for t in range(1, 4001)]
+    assert draws != [draw_env_params(space, 8, t)["seq_length"] for t in range(1, 4001)]
+    share = draws.count(4096) / len(draws)
+    assert 0.72 < share < 0.78
