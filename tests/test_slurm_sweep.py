@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, write_toml
-from slurm_cluster import PARTITION, require_slurm
+from slurm_cluster import PARTITION, require_slurm, wait_for
 
 from dse.table import load_trials
 
@@ -45,6 +45,13 @@ def _sweep(tmp_path: Path, command: str, values: str = "[1, 2, 3, 4]", extra: st
 OK = "echo '{{\"step-time\": {x}}}' > metrics.json; echo GPUS=$CUDA_VISIBLE_DEVICES"
 
 
+def _sacct(job_id: str) -> tuple[str, ...]:
+    """(JobName, State, AllocTRES) of the newest job with this id, as accounting has it now."""
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "--format=JobName,State,AllocTRES"],
+                         capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+    return tuple(out[-1].split("|")) if out else ("", "", "")
+
+
 def _run_dir(out: Path) -> Path:
     (run,) = sorted(p for p in out.iterdir() if p.is_dir())
     return run
@@ -59,10 +66,9 @@ def test_command_sweep_runs_as_slurm_jobs_in_parallel(tmp_path: Path) -> None:
     assert set(df["status"]) == {"completed"} and len(df) == 4
     for job_id in df["job_id"]:
         assert str(job_id).isdigit()
-        out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", str(job_id), "--format=JobName,State,AllocTRES"],
-                             capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
-        name, state, tres = out[-1].split("|")  # the newest job with this id
-        assert name == "dse-trial" and state == "COMPLETED" and "gres/gpu=8" in tres
+        assert wait_for(lambda j=str(job_id): _sacct(j)[:2] == ("dse-trial", "COMPLETED"), timeout_s=30), \
+            _sacct(str(job_id))  # accounting lags the job by a few seconds
+        assert "gres/gpu=8" in _sacct(str(job_id))[2]
     assert "GPUS=0,1,2,3,4,5,6,7" in (run / "trials" / "1" / "stdout.log").read_text()
 
 
@@ -123,9 +129,7 @@ def test_megatron_bridge_job_on_slurm_with_standin_launcher(tmp_path: Path) -> N
     df = load_trials(run)
     assert set(df["status"]) == {"completed"}
     for job_id in df["job_id"]:
-        rows = subprocess.run(["sacct", "-X", "-n", "-P", "-j", str(job_id), "--format=AllocTRES"],
-                              capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
-        assert "gres/gpu=8" in rows[-1]
+        assert wait_for(lambda j=str(job_id): "gres/gpu=8" in _sacct(j)[2], timeout_s=30), _sacct(str(job_id))
     assert _grep_all(run) == [] and TOKEN not in r.stdout + r.stderr
 
 
