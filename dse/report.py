@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dse import plots
+from dse.plots import _is_missing
 
 __all__ = ["STATUSES", "build_html", "render_report"]
 
@@ -200,7 +201,7 @@ def _failure_table(df: pd.DataFrame) -> str:
         cells = []
         for c in columns:
             if c == "error":
-                text = "" if _missing(row[c]) else str(row[c])
+                text = "" if _is_missing(row[c]) else str(row[c])
                 if len(text) > _ERROR_CHARS:
                     text = text[:_ERROR_CHARS] + " \u2026"
                 cells.append(f'<td class="err">{html.escape(text)}</td>')
@@ -257,17 +258,9 @@ def _png_base64(fig: Figure) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- cells
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
 
 def _fmt(value: Any) -> str:
-    if _missing(value):
+    if _is_missing(value):
         return ""
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
