@@ -1,0 +1,156 @@
+"""Agent benchmarks: engine overhead per trial and sample efficiency on simulator spaces.
+
+Run: `python benchmarks/bench_agents.py [--quick]`. Prints two tables:
+1. engine overhead per ask+tell with a trivial in-process reward (grid, random: target <= 1 ms; optuna vs a
+   plain Optuna ask/tell loop with the same TPE sampler: target <= 1.1x);
+2. sample efficiency: trials until a point within 2% of the exhaustive optimum step time is found (median of
+   5 seeds) for optuna, random and grid, on SIMULATED spaces (dse.perfmodel; the optimum is computed by
+   evaluating every valid point), as a share of the valid points (optuna target <= 5%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import optuna  # noqa: E402
+
+from agents.base import TrialResult, create_agent  # noqa: E402
+from dse.errors import InputError  # noqa: E402
+from dse.perfmodel import predict  # noqa: E402
+from dse.space import SweepSpace  # noqa: E402
+from dse.spec import load_sweep  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+OVERHEAD_TOML = """
+name = "overhead"
+test_template_name = "Command"
+[cmd_args]
+command = "true"
+a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+b = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+c = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+d = [1, 2, 3, 4, 5]
+"""
+
+SIM_SPACES = {
+    "qwen3_30b_a3b 16xh100": ("h100", 16, "qwen", "qwen3_30b_a3b", "fp8_cs", 1024,
+                              "tp = [1, 2, 4]\npp = [1, 2, 4]\nvp = [1, 2, 3, 6, 12]\nep = [2, 4, 8, 16]\n"
+                              "mb = [1, 2, 4]\ncuda_graph_impl = [\"none\", \"transformer_engine\"]\n"),
+    "qwen3_30b_a3b 64xh100": ("h100", 64, "qwen", "qwen3_30b_a3b", "fp8_cs", 4096,
+                              "tp = [1, 2, 4]\npp = [1, 2, 4]\nvp = [1, 2, 3, 6, 12]\nep = [4, 8, 16, 32]\n"
+                              "mb = [1, 2, 4]\ncp = [1, 2]\n"),
+    "llama3_70b 64xgb200": ("gb200", 64, "llama", "llama3_70b", "fp8_mx", 256,
+                            "tp = [1, 2, 4, 8]\npp = [1, 2, 4, 8]\nvp = [1, 2, 5, 10]\ncp = [1, 2]\n"
+                            "mb = [1, 2, 4]\nrecompute_num_layers = [0, 1, 4]\n"),
+}
+
+
+def _space(text: str) -> SweepSpace:
+    path = Path(tempfile.mkdtemp()) / "s.toml"
+    path.write_text(text)
+    return SweepSpace(load_sweep(path))
+
+
+def overhead(trials: int, optuna_trials: int) -> list[tuple[str, float, str]]:
+    space = _space(OVERHEAD_TOML)
+    rows = []
+    for name in ("grid_search", "random_search"):
+        agent = create_agent(name, space, steps=trials, seed=0)
+        t0 = time.perf_counter()
+        for _ in range(trials):
+            action = agent.ask()
+            agent.tell(action, TrialResult(reward=-float(sum(action.values())), status="completed", values=[1.0]))
+        rows.append((name, (time.perf_counter() - t0) / trials * 1e3, "target <= 1 ms"))
+    agent = create_agent("optuna", space, steps=optuna_trials, seed=0)
+    t0 = time.perf_counter()
+    for _ in range(optuna_trials):
+        action = agent.ask()
+        agent.tell(action, TrialResult(reward=-float(sum(action.values())), status="completed", values=[1.0]))
+    ours = (time.perf_counter() - t0) / optuna_trials * 1e3
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True))
+    dists = {d.path: optuna.distributions.CategoricalDistribution(list(d.values)) for d in space.agent.dimensions}
+    t0 = time.perf_counter()
+    for _ in range(optuna_trials):
+        trial = study.ask(dists)
+        study.tell(trial, -float(sum(trial.params.values())))
+    plain = (time.perf_counter() - t0) / optuna_trials * 1e3
+    rows.append(("optuna (TPE)", ours, f"plain Optuna loop {plain:.2f} ms -> ratio {ours / plain:.2f}x (target <= 1.1x)"))
+    return rows
+
+
+def _sim_toml(gpu: str, n: int, family: str, recipe: str, dtype: str, gb: int, dims: str) -> str:
+    return (f'name = "eff"\ntest_template_name = "MegatronBridgeSim"\n[cmd_args]\ngpu_type = "{gpu}"\n'
+            f'gpus_per_node = {4 if gpu.startswith("gb") else 8}\nnum_gpus = {n}\nmodel_family_name = "{family}"\n'
+            f'model_recipe_name = "{recipe}"\ncompute_dtype = "{dtype}"\ngb = {gb}\n{dims}')
+
+
+def _step_time(space: SweepSpace, index: int, memo: dict[int, float]) -> float:
+    if index not in memo:
+        cfg = space.resolve(space.agent.decode(index))
+        try:
+            p = predict(cfg.flat_cmd_args(), num_nodes=cfg.num_nodes)
+            memo[index] = p.step_time_s if p.fits else math.inf
+        except InputError:
+            memo[index] = math.inf
+    return memo[index]
+
+
+def efficiency(seeds: int) -> list[tuple[str, int, float, dict[str, float]]]:
+    out = []
+    for label, spec in SIM_SPACES.items():
+        space = _space(_sim_toml(*spec))
+        valid = [int(i) for i in space.valid_indices()]
+        memo: dict[int, float] = {}
+        optimum = min(_step_time(space, i, memo) for i in valid)
+        medians = {}
+        for name in ("optuna", "random_search", "grid_search"):
+            counts = []
+            for seed in range(seeds if name != "grid_search" else 1):
+                agent = create_agent(name, space, steps=len(valid), seed=seed)
+                for n in range(1, len(valid) + 1):
+                    action = agent.ask()
+                    if action is None:
+                        break
+                    t = _step_time(space, space.agent.encode(action), memo)
+                    ok = math.isfinite(t)
+                    agent.tell(action, TrialResult(reward=1 / t if ok else -math.inf,
+                                                   status="completed" if ok else "failed", values=[t] if ok else []))
+                    if t <= optimum * 1.02:
+                        break
+                counts.append(n)
+            medians[name] = statistics.median(counts)
+        out.append((label, len(valid), optimum, medians))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer trials and seeds (< 1 minute)")
+    args = parser.parse_args()
+    print("1. engine overhead per trial (ask + tell, trivial in-process reward; baseline: plain Optuna loop)")
+    for name, ms, note in overhead(500 if args.quick else 2000, 60 if args.quick else 200):
+        print(f"   {name:<14} {ms:8.3f} ms/trial   {note}")
+    print("\n2. sample efficiency on SIMULATED spaces: trials to reach 2% of the exhaustive optimum "
+          f"(median of {2 if args.quick else 5} seeds; grid: its fixed order)")
+    print(f"   {'space':<24} {'valid':>6} {'opt s':>7} {'optuna':>14} {'random':>14} {'grid':>14} "
+          f"{'random/optuna':>14} {'grid/optuna':>12}")
+    for label, valid, opt, med in efficiency(2 if args.quick else 5):
+        cells = [f"{med[k]:>5.0f} ({100 * med[k] / valid:4.1f}%)" for k in ("optuna", "random_search", "grid_search")]
+        print(f"   {label:<24} {valid:>6} {opt:>7.2f} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} "
+              f"{med['random_search'] / med['optuna']:>14.1f} {med['grid_search'] / med['optuna']:>12.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
