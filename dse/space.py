@@ -273,6 +273,10 @@ class SweepSpace:
         return result
 
     def is_valid(self, index: int) -> bool:
+        if self.agent.size <= 1 << 20:  # small enough to hold the valid set: a binary search, no rule run
+            pool = self.valid_indices()
+            pos = int(np.searchsorted(pool, index))
+            return pos < pool.size and int(pool[pos]) == int(index)
         return bool(self.valid_mask(np.array([index]))[0])
 
     def violations(self, action: Mapping[str, Any], env: Mapping[str, Any] | None = None) -> list[Rule]:
