@@ -238,3 +238,10 @@ def test_collect_oom_in_job_log(tmp_path: Path) -> None:
 def test_collect_nothing(tmp_path: Path) -> None:
     out = collect(tmp_path, 0)
     assert not out.ok and out.reason == "no-metrics"
+
+
+def test_collect_log_lines_with_exit_one_needs_the_missing_golden_message(tmp_path: Path) -> None:
+    (tmp_path / STDOUT).write_text("Step Time : 2.0s GPU utilization: 100.0MODEL_TFLOP/s/GPU\n")
+    assert collect(tmp_path, 1).reason == "exit-code"
+    (tmp_path / STDERR).write_text("Convergence check failed due to missing golden values.\n")
+    assert collect(tmp_path, 1).ok
