@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dse.architectures import Architecture, architecture_for
+from dse.architectures import architecture_for
 from dse.expressions import Expression
 
 PRESET_KEYS = ("model_recipe_name", "gpu_type", "compute_dtype", "task", "num_gpus", "config_variant")
@@ -169,9 +169,6 @@ class Columns:
         """A per-value feature of one field (string parsing etc.), computed once per distinct value."""
         return self.table((name,), fn, key=("feature", name, fn))
 
-    def arch(self) -> Any:
-        return self.table(("model_recipe_name",), architecture_for, key=("arch",))
-
 
 def _as_array(values: Sequence[Any]) -> np.ndarray:
     if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
@@ -207,14 +204,10 @@ def _vp(c: Columns) -> Any:
     return c.num("vp", 1)
 
 
-def _arch_attr(c: Columns, attr: str) -> Any:
-    """An architecture number per point (None where the recipe is unknown)."""
-    return c.table(("model_recipe_name",), lambda r: getattr(architecture_for(r), attr, None) if r else None,
+def _arch_int(c: Columns, attr: str) -> Any:
+    """An architecture count per point; 0 where the recipe is unknown or the model has none (MLA groups)."""
+    return c.table(("model_recipe_name",), lambda r: int(getattr(architecture_for(r), attr, None) or 0),
                    key=("arch", attr))
-
-
-def _known_arch(c: Columns) -> Any:
-    return c.table(("model_recipe_name",), lambda r: architecture_for(r) is not None, key=("arch?",))
 
 
 def _layers(c: Columns) -> Any:
@@ -269,10 +262,7 @@ def _r_world(c: Columns) -> Any:
 
 
 def _r_expert_world(c: Columns) -> Any:
-    et = c.value("et")
-    et = c.num("tp") if et is None else np.where(np.equal(et, None), c.num("tp"), et) if isinstance(et, np.ndarray) \
-        and et.dtype == object else et
-    et = np.asarray(et).astype(np.int64) if isinstance(et, np.ndarray) else et
+    et = np.where(c.num("et", 0) == 0, c.num("tp"), c.num("et", 0))  # unset et follows tp
     return _div_ok(c.num("num_gpus"), et * c.num("ep") * c.num("pp"))
 
 
@@ -319,20 +309,12 @@ def _r_interleaved_microbatches(c: Columns) -> Any:
 
 
 def _r_heads_tp(c: Columns) -> Any:
-    heads = _arch_attr(c, "num_attention_heads")
-    if not isinstance(heads, np.ndarray) and heads is None:
-        return True
-    heads = np.asarray(np.where(np.equal(heads, None), 0, heads), dtype=np.int64) if isinstance(heads, np.ndarray) \
-        and heads.dtype == object else heads
-    return np.logical_or(np.asarray(heads) == 0, _div_ok(heads, c.num("tp")))
+    heads = _arch_int(c, "num_attention_heads")
+    return np.logical_or(np.equal(heads, 0), _div_ok(heads, c.num("tp")))
 
 
 def _r_query_groups_tp(c: Columns) -> Any:
-    groups = _arch_attr(c, "num_query_groups")
-    if not isinstance(groups, np.ndarray) and groups is None:
-        return True
-    g = np.asarray(np.where(np.equal(groups, None), 0, groups), dtype=np.int64) if isinstance(groups, np.ndarray) \
-        and groups.dtype == object else groups
+    g = _arch_int(c, "num_query_groups")
     tp = c.num("tp")
     g_safe = np.maximum(g, 1)
     ok = np.logical_or(np.asarray(g) % np.maximum(tp, 1) == 0, tp % g_safe == 0)
@@ -360,12 +342,8 @@ def _r_seq_consistent(c: Columns) -> Any:
 
 
 def _r_experts_ep(c: Columns) -> Any:
-    experts = _arch_attr(c, "num_moe_experts")
-    if not isinstance(experts, np.ndarray) and not experts:
-        return True
-    e = np.asarray(np.where(np.equal(experts, None), 0, experts), dtype=np.int64) if isinstance(experts, np.ndarray) \
-        and experts.dtype == object else experts
-    return np.logical_or(np.asarray(e) == 0, _div_ok(e, c.num("ep")))
+    e = _arch_int(c, "num_moe_experts")
+    return np.logical_or(np.equal(e, 0), _div_ok(e, c.num("ep")))
 
 
 def _r_ep_needs_moe(c: Columns) -> Any:
@@ -524,6 +502,8 @@ def _r_nodes_capacity(c: Columns) -> Any:
     return c.num("num_gpus") <= np.asarray(nodes) * gpn
 
 
+NODES_CAPACITY = Rule("nodes_capacity", "num_gpus must fit in num_nodes * gpus_per_node", _r_nodes_capacity, "dse")
+
 MEGATRON_RULES: tuple[Rule, ...] = (
     Rule("world_divisible", "num_gpus must be divisible by tp*pp*cp", _r_world),
     Rule("expert_world_divisible", "num_gpus must be divisible by et*ep*pp (et defaults to tp)", _r_expert_world),
@@ -565,12 +545,10 @@ MEGATRON_RULES: tuple[Rule, ...] = (
     Rule("tokendrop_needs_alltoall", "use_tokendrop fails on flex/HybridEP/DeepEP dispatcher presets", _r_tokendrop),
     Rule("gpu_type_known", f"gpu_type must be one of {', '.join(GPU_TYPES)}", _r_gpu_type),
     Rule("compute_dtype_known", f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}", _r_compute_dtype),
-    Rule("nodes_capacity", "num_gpus must fit in num_nodes * gpus_per_node", _r_nodes_capacity, "dse"),
+    NODES_CAPACITY,
 )
 
-GENERIC_RULES: tuple[Rule, ...] = (
-    Rule("nodes_capacity", "num_gpus must fit in num_nodes * gpus_per_node", _r_nodes_capacity, "dse"),
-)
+GENERIC_RULES: tuple[Rule, ...] = (NODES_CAPACITY,)
 
 
 def expression_rule(index: int, expr: Expression) -> Rule:
@@ -627,6 +605,3 @@ def rules_for(workload: str) -> tuple[Rule, ...]:
         return MEGATRON_RULES
     return GENERIC_RULES
 
-
-def architecture_of(recipe: str | None) -> Architecture | None:
-    return architecture_for(recipe)
