@@ -118,8 +118,7 @@ def _cmd_space(args: argparse.Namespace) -> int:
     _check_agent_accepts_env(sweep, space)
     text, count = space_summary(space)
     print(text)
-    if count.valid == 0:
-        raise _empty_space_error(space, count)
+    space.require_valid(count)
     return EXIT_OK
 
 
@@ -131,13 +130,6 @@ def _check_agent_accepts_env(sweep, space) -> None:  # type: ignore[no-untyped-d
     if space.env.dimensions and not cls.accepts_env_params:
         raise InputError(f"agent {sweep.test.agent} cannot handle env_params ({', '.join(space.env.names)}); "
                          "use random_search or optuna", file=str(sweep.source), field="agent")
-
-
-def _empty_space_error(space, count) -> InputError:  # type: ignore[no-untyped-def]
-    worst = sorted(((n, p) for n, p in count.pruned.items() if p), key=lambda x: -x[1])
-    names = ", ".join(f"{n} ({p})" for n, p in worst[:5])
-    return InputError(f"no valid point in {count.total}: pruned by {names}", file=str(space.sweep.source),
-                      field="cmd_args")
 
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:

@@ -15,11 +15,7 @@ from envs.env_params import draw_env_params
 
 def dry_run(sweep: Sweep, n: int = 3, out: Path | None = None, agent: str | None = None, seed: int = 0) -> int:
     space = SweepSpace(sweep)
-    count = space.count()
-    if count.valid == 0:
-        from dse.cli import _empty_space_error
-
-        raise _empty_space_error(space, count)
+    count = space.require_valid()
     name = agent or sweep.test.agent
     picker = create_agent(name, space, steps=n, seed=seed, config=dict(sweep.test.agent_config or {}),
                           storage_dir=None, study_name=sweep.name)

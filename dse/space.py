@@ -301,6 +301,16 @@ class SweepSpace:
             valid += int(ok.sum())
         return SpaceCount(total=self.agent.size, valid=valid, pruned=pruned)
 
+    def require_valid(self, count: SpaceCount | None = None) -> SpaceCount:
+        """The count, or an InputError naming the rules that pruned every point."""
+        count = count or self.count()
+        if count.valid == 0:
+            worst = sorted(((n, p) for n, p in count.pruned.items() if p), key=lambda x: -x[1])
+            names = ", ".join(f"{n} ({p})" for n, p in worst[:5])
+            raise InputError(f"no valid point in {count.total}: pruned by {names}", file=str(self.sweep.source),
+                             field="cmd_args")
+        return count
+
     def iter_valid(self, start: int = 0, block: int = 4096) -> Iterator[int]:
         """Valid agent indices in stable order, lazily."""
         for s in range(start, self.agent.size, block):

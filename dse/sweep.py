@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from dse.errors import InputError
 from dse.executors import Executor
 from dse.hashing import redact
 from dse.space import SweepSpace
-from dse.spec import Sweep, load_sweep, load_system
+from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.store import ResultCache, TrialStore
 from dse.summary import space_summary
 from dse.table import best_record, best_toml, frame, write_csv_atomic
@@ -121,9 +122,9 @@ class _Progress:
                       f"trial {best.trial}: {best.metrics}" if best else "-")
         return table
 
-    def update(self, recs: list[Any], started: float) -> None:
-        if self.live is not None:
-            self.live.update(self._render(recs, started))
+    def update(self, records: Callable[[], list[Any]], started: float) -> None:
+        if self.live is not None:  # off a terminal nothing is shown, so the store is not read
+            self.live.update(self._render(records(), started))
 
 
 class SweepRunner:
@@ -132,11 +133,7 @@ class SweepRunner:
     def __init__(self, sweep: Sweep, run_dir: Path, opts: RunOptions, resumed: bool = False) -> None:
         self.sweep, self.run_dir, self.opts = sweep, run_dir, opts
         self.space = SweepSpace(sweep)
-        self.count = self.space.count()
-        if self.count.valid == 0:
-            from dse.cli import _empty_space_error
-
-            raise _empty_space_error(self.space, self.count)
+        self.count = self.space.require_valid()
         test = sweep.test
         self.agent_name = opts.agent or test.agent
         self.seed = opts.seed if opts.seed is not None else int((test.agent_config or {}).get("random_seed", 0))
@@ -197,7 +194,7 @@ class SweepRunner:
         exhausted = False
         with _Interrupts() as stop, _Progress(self.steps) as progress:
             while True:
-                progress.update(self.store.all(), self.started)
+                progress.update(self.store.all, self.started)
                 while (stop.count == 0 and not exhausted and submitted < self.steps
                        and len(self.engine.in_flight) < self.opts.parallel):
                     action = self.agent.ask()
@@ -298,17 +295,15 @@ def resume_sweep(run_dir: Path, parallel: int | None = None) -> int:
     run_dir = Path(run_dir)
     if not (run_dir / "trials.db").is_file() or not (run_dir / "sweep.toml").is_file():
         raise InputError("not a dse run directory (needs trials.db and sweep.toml)", file=str(run_dir))
-    store = TrialStore(run_dir / "trials.db")
-    options = dict(store.get_meta("options", {}))
-    system = load_system(None)
-    system = system.model_validate(store.get_meta("system", {}))
+    with TrialStore(run_dir / "trials.db") as store:
+        options = dict(store.get_meta("options", {}))
+        system = SystemConfig.model_validate(store.get_meta("system", {}))
+        opts = RunOptions(agent=store.get_meta("agent"), steps=store.get_meta("steps"),
+                          parallel=parallel or int(options.get("parallel") or 1), seed=store.get_meta("seed"),
+                          out=run_dir.parent, cache=Path(options["cache"]) if options.get("cache") else None,
+                          no_cache=bool(options.get("no_cache")), executor=options.get("executor"),
+                          time_scale=options.get("time_scale"))
     sweep = load_sweep(run_dir / "sweep.toml")
     sweep.system = system
-    store.close()
-    opts = RunOptions(agent=store.get_meta("agent"), steps=store.get_meta("steps"),
-                      parallel=parallel or int(options.get("parallel") or 1), seed=store.get_meta("seed"),
-                      out=run_dir.parent, cache=Path(options["cache"]) if options.get("cache") else None,
-                      no_cache=bool(options.get("no_cache")), executor=options.get("executor"),
-                      time_scale=options.get("time_scale"))
     print(f"resuming {run_dir}", flush=True)
     return SweepRunner(sweep, run_dir, opts, resumed=True).run()

@@ -6,6 +6,7 @@ run would, from `dse.perfmodel`; no GPU and no Megatron-Bridge are involved.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -44,6 +45,7 @@ class SimulatedMegatronBridge(Workload):
         return {"workload": self.name, "simulator": _model_fingerprint()}
 
 
+@functools.cache
 def _model_fingerprint() -> str:
     """A digest of the model's source: a changed model never reuses cached simulated results."""
     import hashlib
