@@ -34,6 +34,18 @@ def sweep_from(data: dict[str, Any], source: str = "t.toml"):  # type: ignore[no
     return Sweep(test=TestDefinition.model_validate(data), source=Path(source))
 
 
+def wait_for_submission(out: Path, trial: int = 2, timeout_s: float = 60.0) -> None:
+    """Block until the sweep writing under `out` has submitted `trial` (its submitit folder exists)."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if out.exists() and any(out.glob(f"*/trials/{trial}/submitit")):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"trial {trial} was not submitted under {out} within {timeout_s:.0f} s")
+
+
 def write_toml(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

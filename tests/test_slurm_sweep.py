@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write_toml
+from conftest import REPO, wait_for_submission, write_toml
 from slurm_cluster import PARTITION, require_slurm, wait_for
 
 from dse.table import load_trials
@@ -97,9 +97,7 @@ def test_kill_driver_then_resume_reattaches_slurm_jobs(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "dse.cli", "run", str(sweep), "--system", str(_system(tmp_path)),
                              "--out", str(out), "--parallel", "2", "--no-cache"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.exists() and any(out.glob("*/trials/2/submitit"))):
-        time.sleep(0.1)
+    wait_for_submission(out)
     time.sleep(1.0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, write_toml
+from conftest import REPO, wait_for_submission, write_toml
 
 from dse.table import load_trials
 
@@ -102,9 +102,7 @@ def test_kill_driver_then_resume_runs_every_trial_once(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "dse.cli", "run", str(sweep), "--out", str(out), "--parallel",
                              "2", "--no-cache"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.exists() and any(out.glob("*/trials/2/submitit"))):
-        time.sleep(0.1)
+    wait_for_submission(out)
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -163,9 +161,7 @@ def test_ctrl_c_stops_asking_then_resume_finishes(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "dse.cli", "run", str(sweep), "--out", str(out), "--parallel",
                              "2", "--no-cache"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.exists() and any(out.glob("*/trials/2/submitit"))):
-        time.sleep(0.1)
+    wait_for_submission(out)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert "stopping: no new trials" in stderr
