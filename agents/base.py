@@ -53,7 +53,7 @@ class Agent(ABC):
         config: dict[str, Any] | None = None,
         storage_dir: Path | None = None,
         study_name: str = "dse",
-        directions: list[str] | None = None,
+        directions: list[str | None] | None = None,
     ) -> None:
         self.space = space
         self.steps = steps
@@ -61,7 +61,7 @@ class Agent(ABC):
         self.config = dict(config or {})
         self.storage_dir = Path(storage_dir) if storage_dir is not None else None
         self.study_name = study_name
-        self.directions = list(directions) if directions else None
+        self.directions = list(directions) if directions else None  # per agent_metrics entry; None: unknown
         self.told: dict[int, TrialResult] = {}  # agent index -> latest result
         self.in_flight: set[int] = set()  # asked or reserved, not told yet
 

@@ -216,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        warnings.simplefilter("ignore", ResourceWarning)  # unclosed files inside submitit are not the user's
         warnings.showwarning = _show_warning  # type: ignore[assignment]
         try:
             return func(args)
@@ -228,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ModuleNotFoundError as exc:
             if not (exc.name or "").startswith(("dse.", "agents.", "envs.")):
                 raise
-            print(f"error: dse {args.command}: not available yet in this version ({exc.name} is missing); "
-                  "see the README's status table", file=sys.stderr)
+            print(f"error: dse {args.command}: the installation is incomplete ({exc.name} is missing); "
+                  "reinstall with pip install -e .", file=sys.stderr)
             return EXIT_FAILURES
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

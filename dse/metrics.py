@@ -298,6 +298,14 @@ STEP_TIME_ALIASES = ("step-time", "step-time-s", "iteration-time", "iteration-ti
 TFLOPS_ALIASES = ("tflops-per-gpu", "tflops", "gpu-utilization", "model-tflops-per-gpu")
 TOKENS_ALIASES = ("tokens-per-second-per-gpu", "tokens-per-s-per-gpu", "tokens-per-sec-per-gpu")
 BUILTIN_METRICS = ("default", "step-time", "tflops-per-gpu", "max-alloc-gb", "tokens-per-second-per-gpu")
+# Which way is better, for multi-objective search (a Command metric has none: the sweep must say)
+METRIC_DIRECTIONS = {"default": "minimize", "step-time": "minimize", "tflops-per-gpu": "maximize",
+                     "max-alloc-gb": "minimize", "tokens-per-second-per-gpu": "maximize"}
+
+
+def metric_directions(names: Iterable[str]) -> list[str | None]:
+    """Each agent metric's better way ("minimize"/"maximize"), None where only the sweep can say."""
+    return [METRIC_DIRECTIONS.get(n) for n in names]
 
 
 def _checked(name: str, value: float) -> float:

@@ -84,6 +84,28 @@ class SearchSpace:
             out[i] = (idx // stride) % radix
         return out
 
+    def neighbours(self, indices: np.ndarray) -> np.ndarray:
+        """Sorted distinct points that differ from one of `indices` in exactly one dimension (Hamming distance 1),
+        the originals excluded: where a search looks next to a point it cannot use."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == 1:  # the common case, in plain Python: numpy's per-call cost dominates at this size
+            index = int(idx[0])
+            one = []
+            for radix, stride in zip(self.radices, self.strides, strict=True):
+                base = index - (index // stride) % radix * stride
+                one.extend(base + k * stride for k in range(radix) if base + k * stride != index)
+            return np.sort(np.array(one, dtype=np.int64))
+        idx = np.unique(idx)
+        digits = self.digits(idx)
+        shifts = np.concatenate(
+            [(np.arange(radix, dtype=np.int64)[None, :] - digits[i][:, None]) * stride
+             for i, (radix, stride) in enumerate(zip(self.radices, self.strides, strict=True))]
+            or [np.zeros((idx.size, 0), dtype=np.int64)],
+            axis=1,
+        )
+        out = np.unique((idx[:, None] + shifts)[shifts != 0])
+        return out[~np.isin(out, idx)]
+
     def decode(self, index: int) -> dict[str, Any]:
         """Index -> action `{path: value}`."""
         index = self._check_index(index)
@@ -273,11 +295,16 @@ class SweepSpace:
         return result
 
     def is_valid(self, index: int) -> bool:
-        if self.agent.size <= 1 << 20:  # small enough to hold the valid set: a binary search, no rule run
-            pool = self.valid_indices()
-            pos = int(np.searchsorted(pool, index))
-            return pos < pool.size and int(pool[pos]) == int(index)
-        return bool(self.valid_mask(np.array([index]))[0])
+        return bool(self.valid_among(np.array([index], dtype=np.int64))[0])
+
+    def valid_among(self, agent_indices: np.ndarray) -> np.ndarray:
+        """`valid_mask`, but a binary search in the held valid set where the space is small enough for one."""
+        idx = np.asarray(agent_indices, dtype=np.int64)
+        if self.agent.size > 1 << 20:
+            return self.valid_mask(idx)
+        pool = self.valid_indices()
+        pos = np.minimum(np.searchsorted(pool, idx), max(pool.size - 1, 0))
+        return (pool[pos] == idx) if pool.size else np.zeros(idx.size, dtype=bool)
 
     def violations(self, action: Mapping[str, Any], env: Mapping[str, Any] | None = None) -> list[Rule]:
         """The rules a concrete (action, env draw) point breaks; empty when it may be submitted."""

@@ -21,6 +21,7 @@ from agents.base import TrialResult, create_agent
 from dse.errors import InputError
 from dse.executors import Executor
 from dse.hashing import redact
+from dse.metrics import metric_directions
 from dse.space import SweepSpace
 from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.store import ResultCache, TrialStore
@@ -144,7 +145,8 @@ class SweepRunner:
         else:
             self.steps = test.agent_steps
         self.agent = create_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed,
-                                  config=dict(test.agent_config or {}), storage_dir=run_dir, study_name=sweep.name)
+                                  config=dict(test.agent_config or {}), storage_dir=run_dir, study_name=sweep.name,
+                                  directions=metric_directions(test.agent_metrics))
         run_dir.mkdir(parents=True, exist_ok=True)
         self.store = TrialStore(run_dir / "trials.db")
         cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())

@@ -147,17 +147,48 @@ def test_optuna_never_returns_invalid_or_duplicate_and_stores_study(mb_space: Sw
     assert max(t.value for t in complete) == 0.0
 
 
-def test_optuna_finds_the_optimum_within_budget(tmp_path: Path) -> None:
-    space = command_space(tmp_path)  # 64 points, optimum (5, 2)
-    agent = create_agent("optuna", space, steps=30, seed=0)
-    rewards = []
-    for _ in range(30):
+def test_optuna_study_holds_each_evaluated_point_once_and_pruned_proposals_as_infeasible(tmp_path: Path) -> None:
+    # x + y <= 9 prunes part of an 8x8 grid; the reward slopes towards the pruned corner, so TPE proposes
+    # pruned points and, once the best are taken, points already evaluated.
+    space = command_space(tmp_path, extra='constraints = ["x + y <= 9"]')
+    agent = create_agent("optuna", space, steps=64, seed=0, storage_dir=tmp_path / "run", study_name="s")
+    asked = []
+    for _ in range(40):
         action = agent.ask()
         assert action is not None
-        rewards.append(-abs(action["x"] - 5) - abs(action["y"] - 2))
-        agent.tell(action, ok(rewards[-1]))
-    assert max(rewards) == 0
-    assert sum(rewards[-10:]) > sum(rewards[:10])  # it learns: later proposals are better
+        index = space.agent.encode(action)
+        assert space.is_valid(index) and index not in asked
+        asked.append(index)
+        agent.tell(action, ok(float(action["x"] + action["y"])))
+    assert agent.moved > 0  # some proposals had to be moved, or this test proves nothing
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'run' / 'optuna.db'}")
+    run = [t for t in study.trials if "dse_not_run" not in t.user_attrs]
+    assert [t.state for t in run] == [optuna.trial.TrialState.COMPLETE] * 40
+    assert sorted(space.agent.encode(t.params) for t in run) == sorted(asked)  # one trial per evaluation
+    pruned = [t for t in study.trials if t.user_attrs.get("dse_not_run") == "invalid"]
+    assert pruned and all(t.state == optuna.trial.TrialState.FAIL for t in pruned)
+    pruned_points = [space.agent.encode(t.params) for t in pruned]
+    assert len(set(pruned_points)) == len(pruned_points)  # each told once
+    assert not any(space.is_valid(i) for i in pruned_points)
+
+
+def test_optuna_finds_the_optimum_within_budget(tmp_path: Path) -> None:
+    space = command_space(tmp_path)  # 64 points, optimum (5, 2)
+
+    def trials_to_optimum(seed: int) -> int:
+        agent = create_agent("optuna", space, steps=64, seed=seed)
+        for n in range(1, 65):
+            action = agent.ask()
+            assert action is not None
+            reward = -abs(action["x"] - 5) - abs(action["y"] - 2)
+            agent.tell(action, ok(reward))
+            if reward == 0:
+                return n
+        raise AssertionError("64 asks without the optimum: some point was proposed twice")
+
+    counts = sorted(trials_to_optimum(seed) for seed in range(10))
+    # Random order without replacement needs (64 + 1) / 2 = 32.5 trials on average; TPE must learn the slope.
+    assert counts[len(counts) // 2] <= 20, counts
 
 
 def test_optuna_warm_start_and_resume_from_storage(mb_space: SweepSpace, tmp_path: Path) -> None:
@@ -201,6 +232,17 @@ def test_optuna_nsga2_is_multi_objective(mb_space: SweepSpace) -> None:
     assert len(agent.study.directions) == 2
     done = [t for t in agent.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len({tuple(t.params.values()) for t in done}) == 5 and all(t.values[1] == 2.0 for t in done)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "nsga2", "qmc", "cmaes", "gp"])
+def test_every_sampler_covers_the_valid_points_once(sampler: str, mb_space: SweepSpace) -> None:
+    needs = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",), "qmc": ("scipy",)}.get(sampler, ())
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"sampler '{sampler}' needs {', '.join(missing)} (an optional dependency)")
+    agent = create_agent("optuna", mb_space, steps=30, seed=1, config={"sampler": sampler})
+    asked = drive(agent, mb_space, in_flight=3, limit=30)
+    assert sorted(asked) == list(mb_space.iter_valid())
 
 
 def test_optuna_sampler_errors(mb_space: SweepSpace) -> None:

@@ -50,6 +50,22 @@ CORPUS = [
 ]
 
 
+# The agent's own configuration: refused by the commands that build the agent (`dse space` does not).
+OPTUNA = OK_HEAD + 'agent = "optuna"\nagent_metrics = ["step-time", "max-alloc-gb"]\n[agent_config]\n'
+AGENT_CORPUS = [
+    ("unknown-sampler", OPTUNA + 'sampler = "bohb"\n' + OK_ARGS, None, "agent_config.sampler"),
+    ("unknown-agent-key", OPTUNA + "n_trials = 3\n" + OK_ARGS, None, "agent_config"),
+    ("directions-not-list", OPTUNA + 'sampler = "nsga2"\ndirections = "min"\n' + OK_ARGS, None,
+     "agent_config.directions"),
+    ("directions-count", OPTUNA + 'sampler = "nsga2"\ndirections = ["minimize"]\n' + OK_ARGS, None,
+     "agent_config.directions"),
+    ("directions-word", OPTUNA + 'sampler = "nsga2"\ndirections = ["minimize", "up"]\n' + OK_ARGS, None,
+     "agent_config.directions"),
+    ("directions-not-nsga2", OPTUNA + 'directions = ["minimize", "minimize"]\n' + OK_ARGS, None,
+     "agent_config.directions"),
+]
+
+
 @pytest.mark.parametrize("command", ["space", "dry-run", "run"])
 @pytest.mark.parametrize("case, sweep_text, system_text, field", CORPUS, ids=[c[0] for c in CORPUS])
 def test_bad_input_refused(tmp_path: Path, command: str, case: str, sweep_text: str, system_text: str | None,
@@ -73,3 +89,10 @@ def test_bad_input_refused(tmp_path: Path, command: str, case: str, sweep_text: 
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[0].startswith(f"error: {bad_file}: {field}"), lines[0]
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("command", ["dry-run", "run"])
+@pytest.mark.parametrize("case, sweep_text, system_text, field", AGENT_CORPUS, ids=[c[0] for c in AGENT_CORPUS])
+def test_bad_agent_config_refused(tmp_path: Path, command: str, case: str, sweep_text: str,
+                                  system_text: str | None, field: str) -> None:
+    test_bad_input_refused(tmp_path, command, case, sweep_text, system_text, field)

@@ -40,6 +40,26 @@ def test_digits_match_decode(dims: list[Dimension], data: st.DataObject) -> None
             assert d.values[digits[row, col]] == action[d.path]
 
 
+@given(dims_strategy, st.data())
+@settings(max_examples=60, deadline=None)
+def test_neighbours_are_exactly_the_points_one_dimension_away(dims: list[Dimension], data: st.DataObject) -> None:
+    space = SearchSpace(dims)
+    picked = data.draw(st.lists(st.integers(0, space.size - 1), min_size=1, max_size=4))
+    rows = [tuple(space.decode(i).values()) for i in range(space.size)]
+    expected = sorted(
+        j for j in range(space.size)
+        if j not in picked and any(sum(a != b for a, b in zip(rows[i], rows[j], strict=True)) == 1 for i in picked)
+    )
+    assert space.neighbours(np.array(picked)).tolist() == expected
+
+
+def test_valid_among_agrees_with_the_rules() -> None:
+    space = _toy()
+    idx = np.arange(space.agent.size)
+    assert space.valid_among(idx).tolist() == space.valid_mask(idx).tolist()
+    assert space.valid_mask(idx).any() and not space.valid_mask(idx).all()  # both answers occur
+
+
 def test_huge_space_is_lazy() -> None:
     space = SearchSpace([Dimension(f"d{i}", tuple(range(10))) for i in range(15)])
     assert space.size == 10**15

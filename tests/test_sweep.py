@@ -185,3 +185,24 @@ def test_optuna_warm_start_from_cache_never_repays(tmp_path: Path) -> None:
     first, second = (load_trials(d) for d in run_dirs(tmp_path / "runs"))
     assert set(first["param.x"]).isdisjoint(second["param.x"])  # the study knew the cached points
     assert (tmp_path / "counter.log").read_text().count("ran") == 8
+
+
+def test_nsga2_sweep_is_multi_objective_over_agent_metrics(tmp_path: Path) -> None:
+    import optuna
+
+    text = ('name = "mo"\ntest_template_name = "Command"\nagent = "optuna"\nagent_steps = 5\n'
+            'agent_metrics = ["step-time", "tflops-per-gpu"]\n[agent_config]\nsampler = "nsga2"\n[cmd_args]\n'
+            "command = " + json.dumps("echo '{{\"step-time\": {x}, \"tflops-per-gpu\": {y}}}' > metrics.json")
+            + "\nx = [1, 2, 3]\ny = [4, 5, 6]\n")
+    sweep = write_toml(tmp_path / "mo.toml", text)
+    r = dse("run", str(sweep), "--out", str(tmp_path / "runs"), "--executor", "debug", "--no-cache")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "warning" not in r.stderr, r.stderr
+    (run,) = run_dirs(tmp_path / "runs")
+    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{run / 'optuna.db'}")
+    # built-in directions: step time is better low, TFLOPS high
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(tuple(t.values) for t in done) == sorted(
+        (float(t.params["x"]), float(t.params["y"])) for t in done)
+    assert len(done) == 5 and len({(t.params["x"], t.params["y"]) for t in done}) == 5
