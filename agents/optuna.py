@@ -30,7 +30,7 @@ DIRECTIONS = ("minimize", "maximize")
 SMALL_SPACE = 1 << 20
 # TPE defaults where ours differ from Optuna's: constant liar for trials in flight; fewer random start-up
 # trials and more candidates per ask, because a trial here is a GPU job, not a function call (measured by
-# benchmarks/bench_agents.py: about a quarter fewer trials to the optimum on the simulator spaces).
+# benchmarks/bench_agents.py: about a fifth fewer trials to the optimum on the simulator spaces).
 TPE_DEFAULTS = {"constant_liar": True, "multivariate": True, "n_startup_trials": 5, "n_ei_candidates": 64}
 SKIP_ATTR = "dse_not_run"  # user attr on trials that were proposals, not evaluations
 _NEEDS = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",), "qmc": ("scipy",)}
