@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dse.errors import InputError
+from dse.metrics import DETERMINISTIC_FAILURES
 
 if TYPE_CHECKING:
     from dse.space import SweepSpace
@@ -32,10 +33,16 @@ class TrialResult:
     reward: float
     status: str
     values: list[float] = field(default_factory=list)
+    reason: str | None = None  # why a failed trial failed (out-of-memory, exit-code, timeout...)
 
     @property
     def ok(self) -> bool:
         return self.reward == self.reward and abs(self.reward) != float("inf")
+
+    @property
+    def infeasible(self) -> bool:
+        """A failure that is the configuration's own (out of memory, rejected): it would recur on every run."""
+        return not self.ok and self.reason in DETERMINISTIC_FAILURES
 
 
 class Agent(ABC):

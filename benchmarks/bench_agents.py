@@ -162,7 +162,8 @@ def efficiency(seeds: int) -> list[tuple[str, int, float, dict[str, float]]]:
                     t = _step_time(space, space.agent.encode(action), memo)
                     ok = math.isfinite(t)
                     agent.tell(action, TrialResult(reward=1 / t if ok else -math.inf,
-                                                   status="completed" if ok else "failed", values=[t] if ok else []))
+                                                   status="completed" if ok else "failed", values=[t] if ok else [],
+                                                   reason=None if ok else "out-of-memory"))
                     if t <= optimum * 1.02:
                         break
                 counts.append(used)

@@ -303,6 +303,11 @@ METRIC_DIRECTIONS = {"default": "minimize", "step-time": "minimize", "tflops-per
                      "max-alloc-gb": "minimize", "tokens-per-second-per-gpu": "maximize"}
 
 
+# Failures that say something about the configuration itself: they recur on every run of it, so they are
+# cached, never retried, expected findings of a sweep (not exit 1), and infeasible points to a model-based agent
+DETERMINISTIC_FAILURES = ("out-of-memory", "rejected-config")
+
+
 def metric_directions(names: Iterable[str]) -> list[str | None]:
     """Each agent metric's better way ("minimize"/"maximize"), None where only the sweep can say."""
     return [METRIC_DIRECTIONS.get(n) for n in names]

@@ -21,7 +21,7 @@ from agents.base import TrialResult, create_agent
 from dse.errors import InputError
 from dse.executors import Executor
 from dse.hashing import redact
-from dse.metrics import metric_directions
+from dse.metrics import DETERMINISTIC_FAILURES, metric_directions
 from dse.space import SweepSpace
 from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.store import ResultCache, TrialStore
@@ -31,9 +31,6 @@ from dse.tomlwrite import dumps
 from dse.trials import Finished, TrialEngine
 
 FAILED_STATES = ("failed", "timeout", "preempted")
-# outcomes a sweep exists to find (a config that does not fit, or that the framework rejects): reported
-# in the table, but not a reason for exit code 1
-EXPECTED_FAILURES = ("out-of-memory", "rejected-config")
 
 
 @dataclass
@@ -222,7 +219,7 @@ class SweepRunner:
               flush=True)
         if left:
             print(f"resume with: dse resume {self.run_dir}", flush=True)
-        return 1 if best is None or any(r.reason not in EXPECTED_FAILURES for r in failed) else 0
+        return 1 if best is None or any(r.reason not in DETERMINISTIC_FAILURES for r in failed) else 0
 
     def _warm_start(self, limit: int = 20_000) -> None:
         """Tell a model-based agent what the shared cache already knows about this space, before it asks."""
@@ -246,7 +243,7 @@ class SweepRunner:
                                                     status="cached", values=values))
                 told += 1
             elif entry.status == "failed":
-                self.agent.tell(action, TrialResult(reward=-math.inf, status="failed", values=[]))
+                self.agent.tell(action, TrialResult(reward=-math.inf, status="failed", values=[], reason=entry.reason))
                 told += 1
         if told:
             print(f"warm start: told the optuna study {told} cached results of this space", flush=True)
@@ -255,12 +252,12 @@ class SweepRunner:
     def _result(rec: Any) -> TrialResult:
         values = [float(v) for v in rec.metrics.values()] if rec.status in ("completed", "cached") else []
         reward = rec.reward if rec.reward is not None else float("-inf")
-        return TrialResult(reward=reward, status=rec.status, values=values)
+        return TrialResult(reward=reward, status=rec.status, values=values, reason=rec.reason)
 
     def _on_finished(self, fin: Finished) -> None:
         rec = fin.record
         self.agent.tell(rec.action, TrialResult(reward=rec.reward if rec.reward is not None else -math.inf,
-                                                status=rec.status, values=fin.observation))
+                                                status=rec.status, values=fin.observation, reason=rec.reason))
         elapsed = time.time() - self.started
         shown = ", ".join(f"{k}={v:.4g}" for k, v in rec.metrics.items()) or (rec.error or "")[:120]
         print(f"[{elapsed:7.1f}s] trial {rec.trial:>4} {rec.status:<10} {rec.action} {shown}", flush=True)

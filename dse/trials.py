@@ -17,7 +17,7 @@ from typing import Any
 
 from dse.executors import Executor, JobHandle
 from dse.hashing import config_hash, scrub_text
-from dse.metrics import MetricsError, metric_value
+from dse.metrics import DETERMINISTIC_FAILURES, MetricsError, metric_value
 from dse.rewards import FAILED_REWARD, score
 from dse.space import SweepSpace, TrialConfig
 from dse.spec import resolve_hf_token
@@ -27,7 +27,6 @@ from dse.workloads.registry import workload_for
 from envs.env_params import draw_env_params
 
 TRANSIENT = ("timeout", "preempted", "node-failure")
-DETERMINISTIC_FAILURES = ("out-of-memory", "rejected-config")
 
 
 @dataclass

@@ -172,6 +172,39 @@ def test_optuna_study_holds_each_evaluated_point_once_and_pruned_proposals_as_in
     assert not any(space.is_valid(i) for i in pruned_points)
 
 
+def test_out_of_memory_is_infeasible_for_tpe_and_other_failures_fail(mb_space: SweepSpace, tmp_path: Path) -> None:
+    agent = create_agent("optuna", mb_space, steps=14, seed=0, storage_dir=tmp_path / "run", study_name="s")
+    oom = TrialResult(reward=float("-inf"), status="failed", reason="out-of-memory")
+    crash = TrialResult(reward=float("-inf"), status="failed", reason="exit-code")
+    asked = [agent.ask() for _ in range(3)]
+    assert all(a is not None for a in asked)
+    agent.tell(asked[0], oom)
+    agent.tell(asked[1], crash)
+    agent.tell(asked[2], ok(-1.0))
+    unasked = next(mb_space.agent.decode(i) for i in mb_space.iter_valid()
+                   if mb_space.agent.decode(i) not in asked)
+    agent.tell(unasked, oom)  # a cached out-of-memory result told at warm start
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'run' / 'optuna.db'}")
+    by_point = {mb_space.agent.encode(t.params): t for t in study.trials}
+    for action in (asked[0], unasked):
+        t = by_point[mb_space.agent.encode(action)]
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.constraints == {"dse_infeasible": 1.0}
+    assert by_point[mb_space.agent.encode(asked[1])].state == optuna.trial.TrialState.FAIL
+    assert study.best_trial.params == asked[2]  # an infeasible trial is never the best
+    reopened = create_agent("optuna", mb_space, steps=14, seed=1, storage_dir=tmp_path / "run", study_name="s")
+    rest = drive(reopened, mb_space, in_flight=1)
+    assert not {mb_space.agent.encode(a) for a in (*asked, unasked)} & set(rest)  # none is proposed again
+    assert len(rest) == mb_space.count().valid - 4
+
+
+def test_samplers_without_constraints_get_out_of_memory_as_fail(mb_space: SweepSpace) -> None:
+    agent = create_agent("optuna", mb_space, steps=14, seed=0, config={"sampler": "random"})
+    action = agent.ask()
+    assert action is not None
+    agent.tell(action, TrialResult(reward=float("-inf"), status="failed", reason="out-of-memory"))
+    assert [t.state for t in agent.study.trials] == [optuna.trial.TrialState.FAIL]
+
+
 def test_optuna_finds_the_optimum_within_budget(tmp_path: Path) -> None:
     space = command_space(tmp_path)  # 64 points, optimum (5, 2)
 
