@@ -4,7 +4,7 @@ The study lives in `storage_dir/optuna.db` so Optuna's own tools (optuna-dashboa
 open it. Optuna knows nothing of our rules or of which points already ran, so the sampler is wrapped
 (`RepairingSampler`): a proposal that is pruned, evaluated or in flight becomes the nearest point that is
 none of these, and the trial carries that point. Pruned proposals are also told to the study as FAIL
-trials marked `dse_not_run = "invalid"`; they are never returned. A trial that ran out of memory or was
+trials marked `dse_not_run = "invalid"` and infeasible; they are never returned. A trial that ran out of memory or was
 rejected by the framework is told as infeasible (the `dse_infeasible` constraint) to samplers that read
 constraints (TPE, NSGA-II), so they learn where configurations do not fit; other failures are FAIL.
 """
@@ -248,9 +248,8 @@ class OptunaAgent(Agent):
         else:
             self.study.tell(trial, values if self.multi else values[0])
 
-    def _add_trial(self, params: dict[str, Any], values: list[float] | None, infeasible: bool,
-                   user_attrs: dict[str, Any] | None = None) -> None:
-        """A trial the sampler did not ask for (warm start, replay, a pruned proposal), so it learns from it."""
+    def _add_trial(self, params: dict[str, Any], values: list[float] | None, infeasible: bool) -> None:
+        """A trial the sampler did not ask for (warm start, resume replay), so it learns from it."""
         kw: dict[str, Any]
         if infeasible and self.constrained:
             kw = {"values": self._worst(), "constraints": {INFEASIBLE: 1.0}}
@@ -258,8 +257,7 @@ class OptunaAgent(Agent):
             kw = {"state": TrialState.FAIL}
         else:
             kw = {"values": values}
-        self.study.add_trial(optuna.trial.create_trial(
-            params=params, distributions=self.distributions, user_attrs=user_attrs, **kw))
+        self.study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions, **kw))
 
     # ---- ask/tell ----------------------------------------------------------------------------------
     def _usable(self, index: int) -> bool:
@@ -300,10 +298,13 @@ class OptunaAgent(Agent):
         return self._params(near)
 
     def _tell_rejected(self) -> None:
-        """Pruned proposals go into the study as FAIL trials marked not-run. Not as constraint-infeasible trials,
-        as out-of-memory points are: measured on the simulator spaces, that made TPE need more trials, not fewer."""
+        """Pruned proposals go into the study as infeasible (the `dse_infeasible` constraint) but FAIL, marked
+        not-run, so samplers skip them. As COMPLETE infeasible trials, as out-of-memory points are told, they
+        made TPE need more trials, not fewer (measured on the simulator spaces)."""
         for params in self._to_reject:
-            self._add_trial(params, None, False, {SKIP_ATTR: "invalid"})
+            self.study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=self.distributions, state=TrialState.FAIL,
+                user_attrs={SKIP_ATTR: "invalid"}, constraints={INFEASIBLE: 1.0}))
         self._to_reject.clear()
 
     def ask(self) -> dict[str, Any] | None:

@@ -109,8 +109,8 @@ class TrialEnv(gym.Env[np.ndarray, dict[str, int]]):
     def _as_dict(self, fin: Finished) -> dict[str, Any]:
         rec = fin.record
         obs = np.asarray(fin.observation if fin.ok else [0.0] * len(self.metrics), dtype=np.float64)
-        info = {"trial": rec.trial, "status": rec.status, "config_hash": rec.config_hash, "env_params": rec.env,
-                "cache_hit": rec.cache_hit, "error": rec.error, "action": rec.action}
+        info = {"trial": rec.trial, "status": rec.status, "reason": rec.reason, "config_hash": rec.config_hash,
+                "env_params": rec.env, "cache_hit": rec.cache_hit, "error": rec.error, "action": rec.action}
         return {"trial": rec.trial, "observation": obs, "reward": float(rec.reward), "info": info}
 
     def close(self) -> None:

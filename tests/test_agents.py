@@ -167,6 +167,7 @@ def test_optuna_study_holds_each_evaluated_point_once_and_pruned_proposals_as_in
     assert sorted(space.agent.encode(t.params) for t in run) == sorted(asked)  # one trial per evaluation
     pruned = [t for t in study.trials if t.user_attrs.get("dse_not_run") == "invalid"]
     assert pruned and all(t.state == optuna.trial.TrialState.FAIL for t in pruned)
+    assert all(t.constraints == {"dse_infeasible": 1.0} for t in pruned)
     pruned_points = [space.agent.encode(t.params) for t in pruned]
     assert len(set(pruned_points)) == len(pruned_points)  # each told once
     assert not any(space.is_valid(i) for i in pruned_points)

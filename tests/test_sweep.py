@@ -154,7 +154,8 @@ def test_library_use_env_and_agent_loop(tmp_path: Path) -> None:
     while (action := agent.ask()) is not None:
         index = {d.path: d.values.index(action[d.path]) for d in env.space.agent.dimensions}
         obs, reward, _, _, info = env.step(index)
-        agent.tell(action, TrialResult(reward=reward, status=info["status"], values=list(obs)))
+        agent.tell(action, TrialResult(reward=reward, status=info["status"], values=list(obs),
+                                       reason=info["reason"]))
         best = max(best or (reward, action), (reward, action), key=lambda t: t[0])
     assert best is not None and best[1] == {"x": 2} and best[0] == pytest.approx(0.5)
 
