@@ -89,8 +89,9 @@ def make_sampler(name: str, seed: int, kwargs: Mapping[str, Any], file: str | No
 class OptunaAgent(Agent):
     """Optuna ask/tell over one CategoricalDistribution per dimension; maximises the reward.
 
-    With `sampler = "nsga2"` and several `directions` the study is multi-objective over
-    `TrialResult.values` (agent_metrics order) instead of the scalar reward.
+    With `sampler = "nsga2"` and several agent_metrics the study is multi-objective over `TrialResult.values`
+    (agent_metrics order; each built-in metric's direction, or `agent_config.directions`) instead of the
+    scalar reward.
     """
 
     accepts_env_params = True
