@@ -114,7 +114,7 @@ class OptunaAgent(Agent):
         self.constrained = sampler_name in CONSTRAINED_SAMPLERS
         self.dims = self.space.agent.dimensions
         self.distributions = {d.path: CategoricalDistribution(_choices(d.values)) for d in self.dims}
-        sampler = RepairingSampler(base, self.distributions, self._usable_params, self._repair)
+        sampler = RepairingSampler(base, self.distributions, self._repair)
         self.storage: str | None = None
         if self.storage_dir is not None:
             self.storage_dir.mkdir(parents=True, exist_ok=True)
@@ -274,24 +274,18 @@ class OptunaAgent(Agent):
                 return cands[int(self._rng.integers(len(cands)))]
         return self.space.sample_valid(self._rng, exclude=self.seen() | set(self._known))
 
-    def _usable_params(self, params: dict[str, Any]) -> bool:
-        """Whether a proposal can run as it is; a pruned one is noted, to be told to the study as infeasible."""
+    def _repair(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The sampler's proposal if it can run, else the nearest point that can (None: none is left).
+        A pruned proposal is noted, to be told to the study as infeasible."""
         index = self._index_of_params(params)
         if not self.space.is_valid(index):
             if index not in self._rejected:
                 self._rejected.add(index)
                 self._to_reject.append(params)
-            return False
-        if self._usable(index):
+        elif self._usable(index):
             self._approved = index
-            return True
-        return False
-
-    def _repair(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        """The sampler's proposal if it can run, else the nearest point that can (None: none is left)."""
-        if self._usable_params(params):
             return params
-        near = self._nearest_unseen(self._index_of_params(params))
+        near = self._nearest_unseen(index)
         if near is None:
             return None
         self.moved += 1

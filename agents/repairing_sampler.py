@@ -3,7 +3,7 @@
 Optuna knows nothing of the parallelism rules or of which points already ran, so a plain sampler proposes
 pruned points and repeats. Asking again for each of those costs a full sampler pass (and, with TPE, a trial
 in the study that every later ask pays for). Instead the wrapper lets the wrapped sampler choose the whole
-point, hands it to `repair` (the agent's: it returns the nearest valid unseen point), and gives the trial
+point, hands it to `repair` (the agent's: it returns the point itself when it can run, else the nearest valid unseen one), and gives the trial
 the repaired point. The study then holds exactly the evaluated points, one trial each, the same shape as a
 plain ask/tell loop.
 """
@@ -28,12 +28,10 @@ class RepairingSampler(BaseSampler):
         self,
         base: BaseSampler,
         distributions: dict[str, BaseDistribution],
-        usable: Callable[[Params], bool],
         repair: Callable[[Params], Params | None],
     ) -> None:
         self.base = base
         self.distributions = dict(distributions)
-        self.usable = usable
         self.repair = repair
         self._base_space: dict[str, BaseDistribution] = {}
 
@@ -50,9 +48,9 @@ class RepairingSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         params = self._sample(study, trial, search_space)
-        # Sampling again instead would cost a full sampler pass per repeat and, measured on the simulator
-        # spaces, found the optimum no sooner than moving to a neighbour.
-        return params if self.usable(params) else (self.repair(params) or params)
+        # `repair` returns a usable proposal as it is. Sampling again instead of repairing would cost a full
+        # sampler pass per repeat and, measured on the simulator spaces, found the optimum no sooner.
+        return self.repair(params) or params
 
     def _sample(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> Params:
         params = dict(self.base.sample_relative(study, trial, self._base_space)) if self._base_space else {}
