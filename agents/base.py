@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dse.errors import InputError
-from dse.metrics import DETERMINISTIC_FAILURES
+from dse.metrics import DETERMINISTIC_FAILURES, metric_directions
 
 if TYPE_CHECKING:
     from dse.space import SweepSpace
@@ -171,6 +171,15 @@ def get_agent_class(name: str) -> type[Agent]:
     if name in eps:
         return _load_entry_point(eps[name])
     raise KeyError(f"unknown agent '{name}'; known agents: {', '.join(agent_names())}")
+
+
+def create_sweep_agent(name: str, space: SweepSpace, *, steps: int, seed: int, storage_dir: Path | None) -> Agent:
+    """The agent a sweep asks for, configured from it (agent_config, one objective direction per agent metric):
+    one place, so `dse dry-run` builds, and refuses, exactly what `dse run` would."""
+    test = space.sweep.test
+    return create_agent(name, space, steps=steps, seed=seed, config=dict(test.agent_config or {}),
+                        storage_dir=storage_dir, study_name=space.sweep.name,
+                        directions=metric_directions(test.agent_metrics))
 
 
 def create_agent(name: str, space: SweepSpace, **kw: Any) -> Agent:

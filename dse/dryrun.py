@@ -5,9 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from agents.base import create_agent
+from agents.base import create_sweep_agent
 from dse.hashing import scrub_text
-from dse.metrics import metric_directions
 from dse.space import SweepSpace
 from dse.spec import Sweep
 from dse.workloads.registry import workload_for
@@ -18,9 +17,7 @@ def dry_run(sweep: Sweep, n: int = 3, out: Path | None = None, agent: str | None
     space = SweepSpace(sweep)
     count = space.require_valid()
     name = agent or sweep.test.agent
-    picker = create_agent(name, space, steps=n, seed=seed, config=dict(sweep.test.agent_config or {}),
-                          storage_dir=None, study_name=sweep.name,
-                          directions=metric_directions(sweep.test.agent_metrics))
+    picker = create_sweep_agent(name, space, steps=n, seed=seed, storage_dir=None)
     workload = workload_for(sweep)
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"dse-dry-run-{sweep.name}-"))
     if workload.simulated:

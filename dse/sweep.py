@@ -17,11 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agents.base import TrialResult, create_agent
+from agents.base import TrialResult, create_sweep_agent
 from dse.errors import InputError
 from dse.executors import Executor
 from dse.hashing import redact
-from dse.metrics import DETERMINISTIC_FAILURES, metric_directions
+from dse.metrics import DETERMINISTIC_FAILURES
 from dse.space import SweepSpace
 from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.store import ResultCache, TrialStore
@@ -141,9 +141,8 @@ class SweepRunner:
             self.steps = self.count.valid  # CloudAI's grid runs every point unless agent_steps is given
         else:
             self.steps = test.agent_steps
-        self.agent = create_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed,
-                                  config=dict(test.agent_config or {}), storage_dir=run_dir, study_name=sweep.name,
-                                  directions=metric_directions(test.agent_metrics))
+        self.agent = create_sweep_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed,
+                                        storage_dir=run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.store = TrialStore(run_dir / "trials.db")
         cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())
