@@ -93,6 +93,16 @@ def _load_json(text: str | bytes) -> Any:
         raise MetricsError(f"corrupt metrics JSON: {type(exc).__name__}") from None
 
 
+def _load_object(text: str | bytes, what: str, empty_ok: bool = False) -> dict[str, Any]:
+    """The JSON object every metrics file is; anything else is a MetricsError naming `what`."""
+    data = _load_json(text)
+    if not isinstance(data, dict):
+        raise MetricsError(f"{what} is not an object ({type(data).__name__})")
+    if not data and not empty_ok:
+        raise MetricsError(f"{what} is an empty object")
+    return data
+
+
 def _is_step_key(key: str) -> bool:
     return key.isascii() and key.isdigit()
 
@@ -142,10 +152,7 @@ def _golden_from(data: dict[str, Any]) -> RunMetrics:
 
 def parse_golden_values(text: str) -> RunMetrics:
     """Megatron-Bridge's golden-values JSON (§2b): digit keys are steps, times in ms become seconds."""
-    data = _load_json(text)
-    if not isinstance(data, dict):
-        raise MetricsError(f"golden-values JSON is not an object ({type(data).__name__})")
-    data = _unwrap_wandb(data)
+    data = _unwrap_wandb(_load_object(text, "golden-values JSON", empty_ok=True))
     if not any(_is_step_key(str(k)) for k in data):
         raise MetricsError("golden-values JSON has no step keys")
     return _golden_from(data)
@@ -176,21 +183,12 @@ def _flat_from(data: dict[str, Any]) -> RunMetrics:
 
 def parse_flat_json(text: str) -> RunMetrics:
     """A flat `{"name": number, ...}` object (Command workloads). Non-numeric values are noted, not used."""
-    data = _load_json(text)
-    if not isinstance(data, dict):
-        raise MetricsError(f"metrics JSON is not an object ({type(data).__name__})")
-    if not data:
-        raise MetricsError("metrics JSON is an empty object")
-    return _flat_from(data)
+    return _flat_from(_load_object(text, "metrics JSON"))
 
 
 def parse_metrics_json(text: str) -> RunMetrics:
     """Either shape: golden values when step keys are present, flat otherwise."""
-    data = _load_json(text)
-    if not isinstance(data, dict):
-        raise MetricsError(f"metrics JSON is not an object ({type(data).__name__})")
-    if not data:
-        raise MetricsError("metrics JSON is an empty object")
+    data = _load_object(text, "metrics JSON")
     unwrapped = _unwrap_wandb(data)
     if any(_is_step_key(str(k)) for k in unwrapped):
         return _golden_from(unwrapped)
