@@ -303,6 +303,31 @@ def convergence(df: pd.DataFrame, *, by: str | None = None, metric: str | None =
     return fig
 
 
+def _empty_facets(xlabel: str, ylabel: str, title: str, note: str) -> Figure:
+    """The one-panel figure a faceted plot shows when it has nothing to facet, saying why."""
+    fig = _Figure(figsize=_FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _note(ax, note, blank=True)
+    return fig
+
+
+def _facet_grid(n: int, width: float, height: float, min_width: float = 0.0,
+                title_space: float = 0.9) -> tuple[Figure, Any, int]:
+    """Up to three panels a row for `n` facets of `width` x `height` inches, the unused ones hidden:
+    (figure, axes grid, columns)."""
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig = _Figure(figsize=(max(min_width, width * ncols + 0.6), height * nrows + title_space),
+                  layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for j in range(n, nrows * ncols):
+        axes[j // ncols][j % ncols].set_visible(False)
+    return fig, axes, ncols
+
+
 def _plot_bad(ax: Axes, failed_x: pd.Series, infeasible_x: pd.Series, centre: float, half: float) -> None:
     if len(failed_x):
         y = centre + _jitter(len(failed_x), half, 1)
@@ -325,19 +350,10 @@ def parameter_effects(df: pd.DataFrame, *, metric: str = "step-time") -> Figure:
     lower = lower_is_better(column)
     params = _param_columns(df)
     if df.empty or not params:
-        fig = _Figure(figsize=_FIGSIZE, layout="constrained")
-        ax = fig.add_subplot()
-        ax.set_xlabel("search dimension value")
-        ax.set_ylabel(label)
-        ax.set_title(f"Parameter effects on {label}")
-        _note(ax, "no trials yet" if df.empty else "no search dimensions (param.* columns) in this table",
-              blank=True)
-        return fig
+        return _empty_facets("search dimension value", label, f"Parameter effects on {label}",
+                             "no trials yet" if df.empty else "no search dimensions (param.* columns) in this table")
 
-    ncols = min(3, len(params))
-    nrows = math.ceil(len(params) / ncols)
-    fig = _Figure(figsize=(4.2 * ncols + 0.6, 3.4 * nrows + 0.9), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig, axes, ncols = _facet_grid(len(params), 4.2, 3.4)
     fig.suptitle(f"Parameter effects on {label} ({'lower' if lower else 'higher'} is better)")
 
     status = _status(df)
@@ -389,8 +405,6 @@ def parameter_effects(df: pd.DataFrame, *, metric: str = "step-time") -> Figure:
                 yi = centre + _jitter(xi.size, half, 300 + i)
                 ax.scatter(xi + _jitter(xi.size, 0.18, 400 + i), yi, **_INFEAS_STYLE)
                 shown.add("infeasible")
-    for j in range(len(params), nrows * ncols):
-        axes[j // ncols][j % ncols].set_visible(False)
 
     handles: list[Any] = []
     names: list[str] = []
@@ -589,19 +603,10 @@ def env_effects(df: pd.DataFrame, *, metric: str = "step-time") -> Figure:
     label = metric_label(column)
     envs = _param_columns(df, "env.")
     if not envs:
-        fig = _Figure(figsize=_FIGSIZE, layout="constrained")
-        ax = fig.add_subplot()
-        ax.set_xlabel("env_param value")
-        ax.set_ylabel(label)
-        ax.set_title(f"Environment effects on {label}")
-        _note(ax, "no trials yet" if df.empty and not len(df.columns) else "no env_params in this sweep",
-              blank=True)
-        return fig
+        return _empty_facets("env_param value", label, f"Environment effects on {label}",
+                             "no trials yet" if df.empty and not len(df.columns) else "no env_params in this sweep")
 
-    ncols = min(3, len(envs))
-    nrows = math.ceil(len(envs) / ncols)
-    fig = _Figure(figsize=(max(7.0, 4.4 * ncols + 0.6), 3.8 * nrows + 0.8), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig, axes, ncols = _facet_grid(len(envs), 4.4, 3.8, min_width=7.0, title_space=0.8)
     fig.suptitle(f"Environment effects on {label}")
     status = _status(df)
     value = _numeric(df, column)
@@ -638,8 +643,6 @@ def env_effects(df: pd.DataFrame, *, metric: str = "step-time") -> Figure:
                    capprops={"color": "#35608a"})
         ax.scatter(x + _jitter(x.size, 0.16, 500 + i), y, s=12, alpha=0.55, color=_OK_COLOR, lw=0, zorder=3)
         drew_box = True
-    for j in range(len(envs), nrows * ncols):
-        axes[j // ncols][j % ncols].set_visible(False)
     if drew_box:
         fig.legend(
             [Line2D([], [], marker="s", ls="", markerfacecolor="#dbe7f3", markeredgecolor="#35608a",
