@@ -247,16 +247,18 @@ class SweepRunner:
         if told:
             print(f"warm start: told the optuna study {told} cached results of this space", flush=True)
 
-    @staticmethod
-    def _result(rec: Any) -> TrialResult:
-        values = [float(v) for v in rec.metrics.values()] if rec.status in ("completed", "cached") else []
-        reward = rec.reward if rec.reward is not None else float("-inf")
+    def _result(self, rec: Any) -> TrialResult:
+        """What the agent hears of a finished record: values in agent_metrics order (a cached record keeps the
+        cache entry's order in `rec.metrics`)."""
+        metrics = self.sweep.test.agent_metrics
+        done = rec.status in ("completed", "cached") and all(m in rec.metrics for m in metrics)
+        values = [float(rec.metrics[m]) for m in metrics] if done else []
+        reward = rec.reward if rec.reward is not None else -math.inf
         return TrialResult(reward=reward, status=rec.status, values=values, reason=rec.reason)
 
     def _on_finished(self, fin: Finished) -> None:
         rec = fin.record
-        self.agent.tell(rec.action, TrialResult(reward=rec.reward if rec.reward is not None else -math.inf,
-                                                status=rec.status, values=fin.observation, reason=rec.reason))
+        self.agent.tell(rec.action, self._result(rec))
         elapsed = time.time() - self.started
         shown = ", ".join(f"{k}={v:.4g}" for k, v in rec.metrics.items()) or (rec.error or "")[:120]
         print(f"[{elapsed:7.1f}s] trial {rec.trial:>4} {rec.status:<10} {rec.action} {shown}", flush=True)

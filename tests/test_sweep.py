@@ -210,3 +210,20 @@ def test_nsga2_sweep_is_multi_objective_over_agent_metrics(tmp_path: Path) -> No
     assert sorted(tuple(t.values) for t in done) == sorted(
         (float(t.params["x"]), float(t.params["y"])) for t in done)
     assert len(done) == 5 and len({(t.params["x"], t.params["y"]) for t in done}) == 5
+
+
+def test_agent_hears_values_in_agent_metrics_order(tmp_path: Path) -> None:
+    # a cached record keeps the cache entry's metric order, which another sweep may have written reversed
+    from types import SimpleNamespace
+
+    from dse.spec import load_sweep
+    from dse.sweep import RunOptions, SweepRunner
+
+    sweep = cmd_sweep(tmp_path, OK_CMD, extra='agent_metrics = ["step-time", "tflops-per-gpu"]')
+    runner = SweepRunner(load_sweep(sweep), tmp_path / "run", RunOptions(executor="debug", no_cache=True))
+    rec = SimpleNamespace(status="cached", metrics={"tflops-per-gpu": 5.0, "step-time": 2.0}, reward=0.5,
+                          reason=None)
+    assert runner._result(rec).values == [2.0, 5.0]
+    oom = SimpleNamespace(status="failed", metrics={}, reward=None, reason="out-of-memory")
+    result = runner._result(oom)
+    assert result.values == [] and not result.ok and result.infeasible
