@@ -221,7 +221,7 @@ class OptunaAgent(Agent):
         valid = self.space.valid_indices()
         if len(self.told) + len(self.in_flight) + len(self._known) < valid.size:  # cheap: this runs every ask
             return False
-        taken = self.seen() | set(self._known)
+        taken = self._taken()
         return bool(np.isin(valid, np.fromiter(taken, dtype=np.int64)).all())
 
     def _drop_stale(self) -> None:
@@ -261,7 +261,12 @@ class OptunaAgent(Agent):
         self.study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions, **kw))
 
     # ---- ask/tell ----------------------------------------------------------------------------------
+    def _taken(self) -> set[int]:
+        """Points never to propose: evaluated (in this run or a reopened study) or in flight."""
+        return self.seen() | set(self._known)
+
     def _usable(self, index: int) -> bool:
+        """`index not in self._taken()`, without building the set."""
         return index not in self._known and index not in self.in_flight and index not in self.told
 
     def _nearest_unseen(self, index: int) -> int | None:
@@ -272,7 +277,7 @@ class OptunaAgent(Agent):
             cands = [i for i in frontier[self.space.valid_among(frontier)].tolist() if self._usable(i)]
             if cands:
                 return cands[int(self._rng.integers(len(cands)))]
-        return self.space.sample_valid(self._rng, exclude=self.seen() | set(self._known))
+        return self.space.sample_valid(self._rng, exclude=self._taken())
 
     def _repair(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """The sampler's proposal if it can run, else the nearest point that can (None: none is left).
