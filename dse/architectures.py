@@ -40,6 +40,16 @@ class Architecture:
     mamba_groups: int = 0
     sliding_window: int = 0  # every other layer attends to this many tokens only (GPT-OSS), 0 = none
     glu_compute: bool | None = None  # the MLP really is gated although the FLOPs formula counts it 1x (GPT-OSS)
+    # The recipe sets account_for_embedding_in_pipeline_split and account_for_loss_in_pipeline_split: the
+    # pipeline split counts the embedding and the loss as one layer each (Megatron-Bridge v0.3.0
+    # recipes/llama/llama3.py llama31_405b_pretrain_config, recipes/qwen/qwen3_moe.py
+    # qwen3_235b_a22b_pretrain_config), so pp must divide num_layers + 2, not num_layers.
+    pipeline_split_counts_embedding_and_loss: bool = False
+
+    @property
+    def pipeline_layers(self) -> int:
+        """The layer count the pipeline split divides (num_layers, + 2 with the embedding/loss accounting)."""
+        return self.num_layers + (2 if self.pipeline_split_counts_embedding_and_loss else 0)
 
     @property
     def is_moe(self) -> bool:
@@ -53,7 +63,8 @@ class Architecture:
 _ARCHS = [
     Architecture("llama3_8b", "llama", 32, 4096, 32, 8, 128, 14336, 128256, 8192),
     Architecture("llama3_70b", "llama", 80, 8192, 64, 8, 128, 28672, 128256, 8192),
-    Architecture("llama31_405b", "llama", 126, 16384, 128, 8, 128, 53248, 128256, 8192),
+    Architecture("llama31_405b", "llama", 126, 16384, 128, 8, 128, 53248, 128256, 8192,
+                 pipeline_split_counts_embedding_and_loss=True),
     Architecture(
         "qwen3_30b_a3b", "qwen", 48, 2048, 32, 4, 128, 6144, 151936, 4096,
         num_moe_experts=128, moe_router_topk=8, moe_ffn_hidden_size=768,
@@ -61,6 +72,7 @@ _ARCHS = [
     Architecture(
         "qwen3_235b_a22b", "qwen", 94, 4096, 64, 4, 128, 12288, 151936, 4096,
         num_moe_experts=128, moe_router_topk=8, moe_ffn_hidden_size=1536,
+        pipeline_split_counts_embedding_and_loss=True,
     ),
     Architecture(
         "deepseek_v3", "deepseek", 61, 7168, 128, None, 128, 18432, 129280, 4096,

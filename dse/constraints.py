@@ -605,3 +605,17 @@ def rules_for(workload: str) -> tuple[Rule, ...]:
         return MEGATRON_RULES
     return GENERIC_RULES
 
+
+
+def broken_rules(values: Mapping[str, Any], rules: Sequence[Rule] | None = None) -> list[Rule]:
+    """The rules one concrete point breaks (default: the Megatron rules); empty when it may run.
+
+    `values` is a flat cmd_args mapping (`{"model_recipe_name": "llama3_70b", "tp": 4, ...}`); unset
+    fields take their preset value as everywhere else. For single configs (tests, oracles, what-if).
+    """
+    cols = Columns([], [], np.zeros((0, 1), dtype=np.int64), dict(values))
+    out = []
+    for rule in MEGATRON_RULES if rules is None else rules:
+        if not bool(np.asarray(rule.check(cols), dtype=bool).reshape(-1)[0]):
+            out.append(rule)
+    return out
