@@ -19,10 +19,16 @@ import numpy as np
 
 from dse.architectures import architecture_for
 from dse.expressions import Expression
+from dse.pipeline_layout import parse_layout
 
 PRESET_KEYS = ("model_recipe_name", "gpu_type", "compute_dtype", "task", "num_gpus", "config_variant")
-RESOLVED_FIELDS = ("tp", "pp", "cp", "vp", "ep", "et", "mb", "gb", "seq_length", "num_layers")
-_EXTRA_DEPS = {"seq_length": ("model.seq_length",), "num_layers": ("model.num_layers",)}
+RESOLVED_FIELDS = ("tp", "pp", "cp", "vp", "ep", "et", "mb", "gb", "seq_length", "num_layers", "pp_layout",
+                   "cuda_graph_impl", "cuda_graph_scope", "recompute_num_layers", "recompute_modules",
+                   "activation_offload_layers", "moe_a2a_overlap", "use_megatron_fsdp")
+"""Fields whose effective value may come from the preset (or be derived), not only from the sweep."""
+_LAYOUT_DEPS = ("pipeline_model_parallel_layout", "pp", "vp")
+_EXTRA_DEPS = {"seq_length": ("model.seq_length",), "num_layers": ("model.num_layers",),
+               "vp": _LAYOUT_DEPS, "pp_layout": _LAYOUT_DEPS}
 GPU_TYPES = ("h100", "b200", "b300", "gb200", "gb300")
 COMPUTE_DTYPES = ("bf16", "fp8_cs", "fp8_mx", "fp8_sc", "nvfp4")
 TE_SCOPES = {"attn", "mlp", "moe", "moe_router", "moe_preprocess", "mamba"}
@@ -152,10 +158,20 @@ class Columns:
     def value(self, name: str) -> Any:
         """The effective value: presets fill unset parallelism fields (as the launcher would)."""
         if name in RESOLVED_FIELDS:
-            deps = (name, *PRESET_KEYS, *_EXTRA_DEPS.get(name, ()))
+            deps = resolved_deps(name)
             return self.table(deps, lambda *v, _d=deps, _n=name: resolve_scalar(_n, dict(zip(_d, v, strict=True))),
                               key=("resolved", name))
         return self.raw(name)
+
+    def resolved_table(self, names: Sequence[str], fn: Callable[..., Any], key: Any) -> Any:
+        """`fn(*effective values of names)` per point (presets filled in), once per combination."""
+        deps = tuple(dict.fromkeys(d for n in names for d in resolved_deps(n)))
+
+        def scalar(*v: Any) -> Any:
+            values = dict(zip(deps, v, strict=True))
+            return fn(*[resolve_scalar(n, values) if n in RESOLVED_FIELDS else values.get(n) for n in names])
+
+        return self.table(deps, scalar, key=("resolved-table", key))
 
     def num(self, name: str, default: int = 1) -> Any:
         v = self.value(name)
@@ -166,8 +182,15 @@ class Columns:
         return default if v is None else v
 
     def feature(self, name: str, fn: Callable[[Any], Any]) -> Any:
-        """A per-value feature of one field (string parsing etc.), computed once per distinct value."""
+        """A feature of one field's effective value (string parsing etc.), computed once per distinct value."""
+        if name in RESOLVED_FIELDS:
+            return self.resolved_table((name,), fn, key=("feature", name, fn))
         return self.table((name,), fn, key=("feature", name, fn))
+
+
+def resolved_deps(name: str) -> tuple[str, ...]:
+    """The fields the effective value of `name` depends on."""
+    return (name, *PRESET_KEYS, *_EXTRA_DEPS.get(name, ())) if name in RESOLVED_FIELDS else (name,)
 
 
 def _as_array(values: Sequence[Any]) -> np.ndarray:
@@ -249,9 +272,24 @@ def _div_ok(num: Any, den: Any) -> Any:
     return np.logical_and(np.asarray(den) > 0, np.asarray(num) % den_safe == 0)
 
 
+def _no_layout(c: Columns) -> Any:
+    return c.feature("pp_layout", lambda v: not v)
+
+
 def _layers_known(c: Columns) -> Any:
-    layout = c.feature("pipeline_model_parallel_layout", lambda v: not v)
-    return np.logical_and(np.asarray(_layers(c)) > 0, layout)
+    """The plain layers-vs-pp split applies: the layer count is known and no pipeline layout replaces it."""
+    return np.logical_and(np.asarray(_layers(c)) > 0, _no_layout(c))
+
+
+def _pipeline_layers(c: Columns) -> Any:
+    """The count the pipeline split divides: num_layers, + 2 where the recipe accounts embedding and loss."""
+    extra = c.table(("model_recipe_name",), lambda r: _extra_pipeline_layers(r), key=("pipeline-extra",))
+    return np.asarray(_layers(c)) + extra
+
+
+def _extra_pipeline_layers(recipe: Any) -> int:
+    arch = architecture_for(recipe)
+    return 2 if arch is not None and arch.pipeline_split_counts_embedding_and_loss else 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,18 +322,37 @@ def _r_vp_needs_pp(c: Columns) -> Any:
 
 
 def _r_layers_pp(c: Columns) -> Any:
-    deepseek = c.feature("model_recipe_name", lambda r: "deepseek" in str(r or ""))
-    ok = _div_ok(_layers(c), c.num("pp"))
-    return np.logical_or(np.logical_or(np.logical_not(_layers_known(c)), deepseek), ok)
+    return _implies(_layers_known(c), _div_ok(_pipeline_layers(c), c.num("pp")))
 
 
 def _r_layers_vp(c: Columns) -> Any:
-    deepseek = c.feature("model_recipe_name", lambda r: "deepseek" in str(r or ""))
     pp = np.maximum(c.num("pp"), 1)
-    per_stage_ok = _div_ok(_layers(c), pp)
-    ok = np.logical_and(per_stage_ok, _div_ok(np.asarray(_layers(c)) // pp, _vp(c)))
-    applies = np.logical_and(np.logical_and(_layers_known(c), np.logical_not(deepseek)), _vp_on(c))
-    return _implies(applies, ok)
+    total = _pipeline_layers(c)
+    applies = np.logical_and(np.logical_and(_layers_known(c), _vp_on(c)), pp > 1)
+    applies = np.logical_and(applies, np.asarray(total) % pp == 0)  # else layers_divisible_by_pp says it
+    return _implies(applies, _div_ok(np.asarray(total) // pp, _vp(c)))
+
+
+def layout_problem(recipe: Any, layout: Any, pp: Any, vp: Any, num_layers: Any) -> str:
+    """Why Megatron-Core refuses this pipeline layout ("" when it accepts it or there is none)."""
+    if not layout:
+        return ""
+    if _extra_pipeline_layers(recipe):
+        return ("pipeline_model_parallel_layout cannot be combined with the recipe's embedding/loss "
+                "pipeline accounting")
+    try:
+        parsed = parse_layout(str(layout))
+    except ValueError as exc:
+        return str(exc)
+    arch = architecture_for(recipe)
+    return parsed.problem(int(pp or 1), int(vp) if vp else None, int(num_layers) if num_layers else None,
+                          arch.mtp_layers if arch else parsed.mtp_layers) or ""
+
+
+def _r_pipeline_layout(c: Columns) -> Any:
+    problem = c.resolved_table(("model_recipe_name", "pp_layout", "pp", "vp", "num_layers"), layout_problem,
+                               key="layout-problem")
+    return np.equal(problem, "")
 
 
 def _r_interleaved_microbatches(c: Columns) -> Any:
@@ -352,12 +409,21 @@ def _r_ep_needs_moe(c: Columns) -> Any:
     return _implies(c.num("ep") > 1, moe)
 
 
+def _a2a_graphs_ok(impl: Any, scope: Any) -> bool:
+    """CUDA graphs with the MoE all-to-all overlap: only transformer_engine, and not on moe or mlp."""
+    i = str(impl or "").strip().lower()
+    return i in _OFF or (i == "transformer_engine" and not {"moe", "mlp"} & set(split_list(scope)))
+
+
 def _r_a2a_overlap(c: Columns) -> Any:
     on = _truthy(c, "moe_a2a_overlap")
     ok = c.num("ep") > 1
     ok = np.logical_and(ok, _implies(c.num("pp") > 1, _vp_on(c)))
     ok = np.logical_and(ok, np.logical_not(c.feature("recompute_num_layers", lambda v: bool(v))))
-    ok = np.logical_and(ok, np.logical_not(_cuda_graphs_impl_on(c)))
+    ok = np.logical_and(ok, c.resolved_table(("cuda_graph_impl", "cuda_graph_scope"), _a2a_graphs_ok,
+                                             key="a2a-graphs"))
+    mtp = _arch_int(c, "mtp_layers")
+    ok = np.logical_and(ok, np.logical_and(np.asarray(mtp) <= 1, _implies(np.asarray(mtp) == 1, c.num("pp") > 1)))
     return _implies(on, ok)
 
 
@@ -416,7 +482,7 @@ def _scope_valid(impl: Any, scope: Any) -> bool:
 
 
 def _r_graph_scope(c: Columns) -> Any:
-    return c.table(("cuda_graph_impl", "cuda_graph_scope"), _scope_valid, key=("scope-valid",))
+    return c.resolved_table(("cuda_graph_impl", "cuda_graph_scope"), _scope_valid, key="scope-valid")
 
 
 def _r_graph_moe_scopes(c: Columns) -> Any:
@@ -427,35 +493,25 @@ def _r_graph_moe_scopes(c: Columns) -> Any:
     return c.feature("cuda_graph_scope", ok)
 
 
-def _graph_recompute_ok(scope: Any, modules: Any) -> bool:
-    s, r = set(split_list(scope)), set(split_list(modules))
-    if not s or not r:
+def _graph_recompute_ok(impl: Any, scope: Any, modules: Any, full_layers: Any) -> bool:
+    """Megatron-Core 0.16.0's CUDA-graph vs recompute checks (transformer_config.py `__post_init__`).
+
+    Full recompute needs the full-iteration graph; with transformer_engine graphs, recomputing `moe`
+    excludes a `moe_router` graph. CloudAI's stricter table (no graphed scope may be recomputed at all) is
+    not used: it refuses v0.3.0's own DeepSeek-V3 GB200 preset (attn graph + mla_up_proj recompute).
+    """
+    i = str(impl or "").strip().lower()
+    if i in _OFF:
         return True
-    if "attn" in s and r & {"core_attn", "mla_up_proj"}:
-        return False
-    if "mlp" in s and "mlp" in r:
-        return False
-    if "moe" in s and r & {"moe_act", "moe", "shared_experts"}:
-        return False
-    if "moe_router" in s and r & {"moe", "shared_experts"}:
-        return False
-    return not ("layernorm" in r and {"attn", "mlp"} <= s and ("moe" in s or "moe_router" in s))
+    s, r = split_list(scope), split_list(modules)
+    if full_layers:
+        return s == ["full_iteration"]
+    return not (i == "transformer_engine" and "moe" in r and "moe_router" in s)
 
 
 def _r_graph_recompute(c: Columns) -> Any:
-    return c.table(("cuda_graph_scope", "recompute_modules"), _graph_recompute_ok, key=("graph-recompute",))
-
-
-_DEEPSEEK_PP_VP = {(1, 1), (4, 1), (8, 1), (4, 2), (16, 1), (8, 2), (4, 4)}
-
-
-def _r_deepseek_pp_vp(c: Columns) -> Any:
-    ds = c.feature("model_recipe_name", lambda r: "deepseek_v3" in str(r or "") or "deepseekv3" in str(r or ""))
-    pp, vp = np.asarray(c.num("pp")), np.asarray(_vp(c))
-    ok = np.zeros(np.broadcast(pp, vp).shape, dtype=bool)
-    for p, v in _DEEPSEEK_PP_VP:
-        ok = np.logical_or(ok, np.logical_and(pp == p, vp == v))
-    return _implies(ds, ok)
+    return c.resolved_table(("cuda_graph_impl", "cuda_graph_scope", "recompute_modules", "recompute_num_layers"),
+                            _graph_recompute_ok, key="graph-recompute")
 
 
 # MoE token dispatchers of the v0.3.0 presets (reference §4); other recipes use alltoall.
@@ -510,8 +566,12 @@ MEGATRON_RULES: tuple[Rule, ...] = (
     Rule("batch_divisible", "gb must be a positive multiple of mb*dp (dp = num_gpus/(tp*pp*cp); x instances with FSDP)",
          _r_batch),
     Rule("vp_needs_pp", "vp > 1 (interleaved schedule) needs pp > 1", _r_vp_needs_pp),
-    Rule("layers_divisible_by_pp", "num_layers must be divisible by pp", _r_layers_pp),
-    Rule("layers_divisible_by_vp", "layers per pipeline stage (num_layers/pp) must be divisible by vp", _r_layers_vp),
+    Rule("layers_divisible_by_pp", "num_layers (+2 where the recipe counts embedding and loss as pipeline layers: "
+         "llama31_405b, qwen3_235b_a22b) must be divisible by pp", _r_layers_pp),
+    Rule("layers_divisible_by_vp", "layers per pipeline stage (those layers / pp) must be divisible by vp",
+         _r_layers_vp),
+    Rule("pipeline_layout", "the pipeline layout (deepseek_v3: chosen by the recipe from (pp, vp), else the "
+         "preset's) must have pp*vp stages holding the model's layers", _r_pipeline_layout),
     Rule("interleaved_microbatches", "with vp, the number of microbatches gb/(mb*dp) must be a multiple of pp and >= pp",
          _r_interleaved_microbatches),
     Rule("heads_divisible_by_tp", "num_attention_heads must be a multiple of tp", _r_heads_tp),
@@ -521,8 +581,8 @@ MEGATRON_RULES: tuple[Rule, ...] = (
     Rule("seq_length_consistent", "seq_length and the Hydra override model.seq_length must agree", _r_seq_consistent),
     Rule("experts_divisible_by_ep", "num_moe_experts must be divisible by ep", _r_experts_ep),
     Rule("ep_needs_moe", "ep > 1 needs a MoE model", _r_ep_needs_moe),
-    Rule("moe_a2a_overlap", "moe_a2a_overlap needs ep > 1, vp when pp > 1, no full recompute and no CUDA graphs",
-         _r_a2a_overlap),
+    Rule("moe_a2a_overlap", "moe_a2a_overlap needs ep > 1, vp when pp > 1, no full recompute, CUDA graphs only "
+         "transformer_engine without moe/mlp scopes, and pp > 1 with an MTP layer", _r_a2a_overlap),
     Rule("activation_offload", "activation_offload_layers needs fewer layers than the model, pp == 1, no recompute "
          "and no CUDA graphs", _r_offload),
     Rule("recompute_exclusive", "recompute_num_layers (full) and recompute_modules (selective) exclude each other",
@@ -538,9 +598,8 @@ MEGATRON_RULES: tuple[Rule, ...] = (
          "attn, mlp, moe, moe_router, moe_preprocess, mamba", _r_graph_scope),
     Rule("cuda_graph_moe_scopes", "cuda_graph_scope: moe excludes moe_router; moe_preprocess needs moe_router",
          _r_graph_moe_scopes, "cloudai"),
-    Rule("cuda_graph_vs_recompute", "a CUDA-graphed scope cannot also be recomputed", _r_graph_recompute, "cloudai"),
-    Rule("deepseek_pp_vp", "deepseek_v3 needs (pp, vp) in (1,1) (4,1) (8,1) (4,2) (16,1) (8,2) (4,4)",
-         _r_deepseek_pp_vp, "cloudai"),
+    Rule("cuda_graph_vs_recompute", "full recompute needs the full_iteration CUDA graph; transformer_engine graphs "
+         "on moe_router exclude recomputing moe", _r_graph_recompute),
     Rule("hybridep_ep_max", "HybridEP on gb200/gb300 needs ep <= 72", _r_hybridep_ep),
     Rule("tokendrop_needs_alltoall", "use_tokendrop fails on flex/HybridEP/DeepEP dispatcher presets", _r_tokendrop),
     Rule("gpu_type_known", f"gpu_type must be one of {', '.join(GPU_TYPES)}", _r_gpu_type),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dse.architectures import architecture_for
+from dse.pipeline_layout import DEEPSEEK_V3_LAYOUTS, deepseek_v3_layout, parse_layout
 
 GPUS = ("h100", "b200", "b300", "gb200", "gb300")
 DTYPES = ("bf16", "fp8_cs", "fp8_mx", "fp8_sc", "nvfp4")
@@ -359,14 +360,46 @@ def resolve_defaults(cmd_args: Mapping[str, Any]) -> dict[str, Any]:
     ol = _get(args, "activation_offload_layers")
     out["activation_offload_layers"] = p.activation_offload_layers if ol is None else (_int(ol) or 0)
 
-    layout = _get(args, "pipeline_model_parallel_layout")
-    out["pp_layout"] = layout if layout is not None else p.pp_layout  # a preset layout survives -pp/-vp
+    out["pp_layout"] = _pipeline_layout(recipe, args, p, out)
+    if out["pp_layout"] and out["vp"] is None:  # Megatron-Core derives vp from the layout's stage count
+        stages = _layout_stages(out["pp_layout"])
+        if stages and out["pp"] and stages % out["pp"] == 0 and stages // out["pp"] > 1:
+            out["vp"] = stages // out["pp"]
     out["dispatcher"] = p.dispatcher
     model = out["tp"] * out["pp"] * out["cp"]
     out["dp"] = num_gpus // model if model and num_gpus % model == 0 else None
     out["preset"] = (f"{p.recipe}/{p.gpu}/{p.dtype}/{p.variant}" + ("" if p.exact else "~fallback")
                      if preset is not None else None)
     return out
+
+
+def _pipeline_layout(recipe: str | None, args: Mapping[str, Any], p: Preset, out: Mapping[str, Any]) -> str | None:
+    """The pipeline layout the run uses: the user's, else (DeepSeek-V3) the recipe's choice, else the preset's."""
+    user = _get(args, "pipeline_model_parallel_layout")
+    if user is not None and str(user).strip().lower() not in _NONE_STRINGS:
+        return str(user)
+    if recipe != "deepseek_v3":
+        return p.pp_layout
+    built = p.pp_layout if p.pp_layout else DEEPSEEK_V3_LAYOUTS.get((p.pp, p.vp or 1))
+    raw_vp = _get(args, "vp")
+    vp_given = raw_vp is not None and not (_is_int_text(raw_vp) and int(raw_vp) == -1)
+    return deepseek_v3_layout(out["pp"], out["vp"], flags_given=_get(args, "pp") is not None or vp_given,
+                              built_with=built)
+
+
+def _is_int_text(value: Any) -> bool:
+    try:
+        int(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _layout_stages(text: str) -> int | None:
+    try:
+        return len(parse_layout(text).stages)
+    except ValueError:
+        return None
 
 
 def preset_gbs_scaled(preset: Preset, num_gpus: int) -> int:

@@ -49,9 +49,11 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
                                {"cuda_graph_impl": "local", "cuda_graph_scope": "attn"}),
     "cuda_graph_moe_scopes": (Q30, {"cuda_graph_scope": "moe_router,moe_preprocess"},
                               {"cuda_graph_scope": "moe,moe_router"}),
-    "cuda_graph_vs_recompute": (L70, {"cuda_graph_scope": "attn", "recompute_modules": "mlp"},
-                                {"cuda_graph_scope": "attn", "recompute_modules": "core_attn"}),
-    "deepseek_pp_vp": (DS, {"pp": 4, "vp": 4}, {"pp": 2}),
+    "cuda_graph_vs_recompute": (L70, {"cuda_graph_impl": "transformer_engine", "cuda_graph_scope": "attn",
+                                      "recompute_modules": "core_attn"},
+                                {"cuda_graph_impl": "transformer_engine", "cuda_graph_scope": "attn",
+                                 "recompute_num_layers": 2}),
+    "pipeline_layout": (DS, {"pp": 2, "vp": 8}, {"pp": 2, "vp": 4}),
     "hybridep_ep_max": (DS, {"ep": 64}, {"ep": 128}),
     "tokendrop_needs_alltoall": ({**Q30, "gpu_type": "b200", "num_gpus": 8}, {"use_tokendrop": True},
                                  {"use_tokendrop": True, "gpu_type": "gb200"}),
@@ -120,3 +122,72 @@ def test_env_params_point_valid_only_if_valid_for_every_draw() -> None:
     assert not space.is_valid(space.agent.encode({"cp": 2}))
     assert [r.name for r in space.violations({"cp": 2}, {"seq_length": 4096})] == []
     assert [r.name for r in space.violations({"cp": 2}, {"seq_length": 4098})] == ["seq_divisible_by_2cp"]
+
+
+L405 = {**L70, "model_recipe_name": "llama31_405b", "gpu_type": "gb200", "compute_dtype": "fp8_cs",
+        "num_gpus": 256, "gb": 1536, "tp": 4}
+Q235 = {**Q30, "model_recipe_name": "qwen3_235b_a22b", "gpu_type": "gb200", "compute_dtype": "fp8_mx",
+        "num_gpus": 256, "gb": 8192, "ep": 32}
+
+
+@pytest.mark.parametrize("base, good, bad", [
+    # 126 layers + embedding + loss = 128: pp 8 and 16 divide it although they do not divide 126
+    (L405, {"pp": 8, "vp": 4}, {"pp": 6, "num_gpus": 384}),
+    (L405, {"pp": 16, "vp": 4}, {"pp": 16, "vp": 3}),
+    # 94 + 2 = 96: pp 4 and 8 (the published Qwen3 235B rows) divide it; 94 % 8 != 0
+    (Q235, {"pp": 8}, {"pp": 7, "num_gpus": 224}),
+    (Q235, {"pp": 4, "vp": 12}, {"pp": 4, "vp": 5}),
+])
+def test_embedding_and_loss_count_as_pipeline_layers(base: dict[str, Any], good: dict[str, Any],
+                                                     bad: dict[str, Any]) -> None:
+    """Megatron-Bridge v0.3.0 sets account_for_embedding/loss_in_pipeline_split for these recipes
+    (recipes/llama/llama3.py, recipes/qwen/qwen3_moe.py): Megatron-Core divides num_layers + 2 by pp."""
+    assert _violations({**base, **good}) == []
+    names = _violations({**base, **bad})
+    assert names and set(names) <= {"layers_divisible_by_pp", "layers_divisible_by_vp"}, names
+
+
+@pytest.mark.parametrize("gpu, pp, vp, valid", [
+    ("gb300", 2, 8, True),   # the GB300 MXFP8 preset: its 16-stage layout fits 2 x 8
+    ("gb200", 2, 8, True),   # (2, 8) is not in the recipe's map: the preset's 16-stage layout stays
+    ("gb200", 4, 4, True), ("gb200", 8, 2, True), ("gb200", 16, 1, True), ("gb200", 8, 1, True),
+    ("gb200", 2, 4, False),  # 16 stages over pp 2 make vp 8, not 4
+    ("gb200", 3, 1, False),  # 16 stages are not a multiple of pp 3
+    ("gb200", 1, 1, True),   # the map's (1, 1): no layout, 61 layers on one stage
+    ("h100", 8, 4, True),    # the H100 preset's 32-stage layout
+    ("h100", 4, 8, True),    # not in the map: the 32-stage layout fits 4 x 8
+    ("h100", 4, 2, True),    # in the map: 8 stages
+    ("h100", 4, 3, False),
+])
+def test_deepseek_pipeline_layout_follows_the_recipe(gpu: str, pp: int, vp: int, valid: bool) -> None:
+    names = _violations({**DS, "gpu_type": gpu, "num_gpus": 1024 * pp, "gb": 16384 * pp, "pp": pp, "vp": vp})
+    assert (names == []) == valid, names
+    if not valid:
+        assert names == ["pipeline_layout"]
+
+
+def test_user_layout_is_checked_against_pp_and_layers() -> None:
+    good = "Et*4|(t*4|)*14tmL"
+    assert _violations({**DS, "pp": 4, "vp": 4, "pipeline_model_parallel_layout": good}) == []
+    assert "pipeline_layout" in _violations({**DS, "pp": 4, "vp": 4,
+                                            "pipeline_model_parallel_layout": "Et*4|(t*4|)*13tmL"})  # 57 layers
+    assert "pipeline_layout" in _violations({**L405, "pp": 2, "vp": 1,
+                                             "pipeline_model_parallel_layout": "Et*63|t*63L"})  # accounting flags
+
+
+def test_a2a_overlap_accepts_transformer_engine_graphs_off_the_experts() -> None:
+    """The H100 Qwen3 30B bf16 preset runs the all-to-all overlap with TE graphs on moe_router/moe_preprocess;
+    Megatron-Core refuses only local graphs or moe/mlp scopes (transformer_config.py __post_init__)."""
+    h100 = {**Q30, "pp": 2, "vp": 12, "ep": 8, "gb": 1024, "moe_a2a_overlap": True,
+            "cuda_graph_impl": "transformer_engine"}
+    assert _violations({**h100, "cuda_graph_scope": "moe_router,moe_preprocess"}) == []
+    assert "moe_a2a_overlap" in _violations({**h100, "cuda_graph_scope": "mlp"})
+    assert "moe_a2a_overlap" in _violations({**h100, "cuda_graph_impl": "local",
+                                             "cuda_graph_scope": "full_iteration"})
+
+
+def test_preset_features_are_seen_by_the_rules() -> None:
+    """The llama3_70b gb200 fp8_cs preset offloads 40 layers: -pp > 1 fails there (reference §8.4)."""
+    cmd = {**L70, "gpu_type": "gb200", "compute_dtype": "fp8_cs", "gb": 256, "mb": 2}
+    assert "activation_offload" not in _violations(cmd)
+    assert "activation_offload" in _violations({**cmd, "pp": 2})
