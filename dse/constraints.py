@@ -11,8 +11,8 @@ seq % 2cp) from the recipe's architecture table. User expressions from the test 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -214,6 +214,7 @@ class Rule:
     message: str
     check: Callable[[Columns], Any]
     source: str = "megatron-bridge"
+    fields: tuple[str, ...] = ()  # the values that decide it, shown when explaining a pruned point
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -560,7 +561,7 @@ def _r_nodes_capacity(c: Columns) -> Any:
 
 NODES_CAPACITY = Rule("nodes_capacity", "num_gpus must fit in num_nodes * gpus_per_node", _r_nodes_capacity, "dse")
 
-MEGATRON_RULES: tuple[Rule, ...] = (
+_MEGATRON_RULES: tuple[Rule, ...] = (
     Rule("world_divisible", "num_gpus must be divisible by tp*pp*cp", _r_world),
     Rule("expert_world_divisible", "num_gpus must be divisible by et*ep*pp (et defaults to tp)", _r_expert_world),
     Rule("batch_divisible", "gb must be a positive multiple of mb*dp (dp = num_gpus/(tp*pp*cp); x instances with FSDP)",
@@ -607,7 +608,34 @@ MEGATRON_RULES: tuple[Rule, ...] = (
     NODES_CAPACITY,
 )
 
-GENERIC_RULES: tuple[Rule, ...] = (NODES_CAPACITY,)
+_PAR = ("num_gpus", "tp", "pp", "cp")
+_GRAPHS = ("cuda_graph_impl", "cuda_graph_scope")
+_RULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "world_divisible": _PAR, "expert_world_divisible": ("num_gpus", "et", "ep", "pp", "tp"),
+    "batch_divisible": ("gb", "mb", *_PAR), "vp_needs_pp": ("vp", "pp"),
+    "layers_divisible_by_pp": ("model_recipe_name", "num_layers", "pp"),
+    "layers_divisible_by_vp": ("model_recipe_name", "num_layers", "pp", "vp"),
+    "pipeline_layout": ("model_recipe_name", "pp_layout", "pp", "vp"),
+    "interleaved_microbatches": ("gb", "mb", *_PAR, "vp"), "heads_divisible_by_tp": ("model_recipe_name", "tp"),
+    "query_groups_vs_tp": ("model_recipe_name", "tp"), "seq_divisible_by_tp": ("seq_length", "cp", "tp"),
+    "seq_divisible_by_2cp": ("seq_length", "cp"), "seq_length_consistent": ("seq_length", "model.seq_length"),
+    "experts_divisible_by_ep": ("model_recipe_name", "ep"), "ep_needs_moe": ("model_recipe_name", "ep"),
+    "moe_a2a_overlap": ("moe_a2a_overlap", "ep", "pp", "vp", "recompute_num_layers", *_GRAPHS),
+    "activation_offload": ("activation_offload_layers", "pp", "recompute_num_layers", "recompute_modules",
+                           *_GRAPHS),
+    "recompute_exclusive": ("recompute_num_layers", "recompute_modules"),
+    "recompute_layers_fit": ("recompute_num_layers", "num_layers", "pp"),
+    "fsdp_no_cuda_graphs": ("use_megatron_fsdp", *_GRAPHS), "fsdp_no_pp_cp_vp": ("use_megatron_fsdp", "pp", "cp", "vp"),
+    "dist_opt_instances_need_fsdp": ("num_distributed_optimizer_instances", "use_megatron_fsdp"),
+    "cuda_graph_impl_known": ("cuda_graph_impl",), "cuda_graph_scope_valid": _GRAPHS,
+    "cuda_graph_moe_scopes": ("cuda_graph_scope",),
+    "cuda_graph_vs_recompute": (*_GRAPHS, "recompute_modules", "recompute_num_layers"),
+    "hybridep_ep_max": ("ep", "gpu_type"), "tokendrop_needs_alltoall": ("use_tokendrop", "gpu_type"),
+    "gpu_type_known": ("gpu_type",), "compute_dtype_known": ("compute_dtype",),
+    "nodes_capacity": ("num_gpus", "num_nodes", "gpus_per_node"),
+}
+MEGATRON_RULES: tuple[Rule, ...] = tuple(replace(r, fields=_RULE_FIELDS[r.name]) for r in _MEGATRON_RULES)
+GENERIC_RULES: tuple[Rule, ...] = (replace(NODES_CAPACITY, fields=_RULE_FIELDS["nodes_capacity"]),)
 
 
 def expression_rule(index: int, expr: Expression) -> Rule:
@@ -617,45 +645,78 @@ def expression_rule(index: int, expr: Expression) -> Rule:
         env = _ExpressionEnv(c)
         return expr.evaluate(env)
 
-    return Rule(f"constraints[{index}]", f"user constraint '{expr.text}'", check, "user")
+    return Rule(f"constraints[{index}]", f"user constraint '{expr.text}'", check, "user", tuple(sorted(expr.names)))
+
+
+BUILTIN_NAMES: dict[str, tuple[str, str]] = {
+    "gpus": ("num_gpus", "builtin: the world size, cmd_args.num_gpus"),
+    "nodes": ("num_nodes", "builtin: the trial's node count (num_nodes)"),
+    "etp": ("et", "builtin: cmd_args.et"), "mbs": ("mb", "builtin: cmd_args.mb"),
+    "gbs": ("gb", "builtin: cmd_args.gb"), "seq": ("seq_length", "builtin: cmd_args.seq_length"),
+    "dp": ("dp", "builtin: the data-parallel size num_gpus // (tp * pp * cp)"),
+}
+"""Names expressions may use beyond the cmd_args fields. A cmd_args field of the same name wins."""
+
+
+def bind_name(key: str, user_fields: Container[str]) -> tuple[str, bool]:
+    """(field, is_builtin): what an expression name reads. The sweep's own field wins over a builtin."""
+    if key in user_fields or key not in BUILTIN_NAMES:
+        return key, False
+    return BUILTIN_NAMES[key][0], True
+
+
+def describe_names(names: Iterable[str], user_fields: Container[str], swept: Container[str],
+                   resolved: bool) -> list[str]:
+    """One phrase per name saying which meaning it got, for `dse space`."""
+    out = []
+    for key in sorted(names):
+        field, builtin = bind_name(key, user_fields)
+        if builtin:
+            out.append(f"{key} = {BUILTIN_NAMES[key][1]}")
+        elif key in swept:
+            out.append(f"{key} = your swept field cmd_args.{key}")
+        elif resolved and key in RESOLVED_FIELDS:
+            out.append(f"{key} = cmd_args.{key} (the preset's value when unset)")
+        else:
+            shadow = f" (shadows the builtin {key})" if key in BUILTIN_NAMES else ""
+            out.append(f"{key} = your field cmd_args.{key}{shadow}")
+    return out
 
 
 class _ExpressionEnv(Mapping[str, Any]):
-    """Names an expression may read: cmd_args fields (resolved), plus gpus, nodes, dp."""
-
-    ALIASES = {"gpus": "num_gpus", "nodes": "num_nodes", "etp": "et", "mbs": "mb", "gbs": "gb", "seq": "seq_length"}
+    """Names an expression may read: cmd_args fields (resolved), plus the builtins gpus, nodes, dp, ..."""
 
     def __init__(self, c: Columns) -> None:
         self.c = c
+        self.user = set(c.dim_index) | set(c.fixed) | set(c.derived)
 
     def __getitem__(self, key: str) -> Any:
         c = self.c
-        if key == "dp":
+        name, builtin = bind_name(key, self.user)
+        if builtin and name == "dp":
             return _dp(c)
-        name = self.ALIASES.get(key, key)
-        if name in RESOLVED_FIELDS or name in ("num_gpus",):
+        if name in RESOLVED_FIELDS or name == "num_gpus":
             return c.num(name) if name not in ("vp", "et") else c.num(name, 1)
-        if name in c.dim_index or name in c.fixed or name in c.derived:
+        if name in self.user:
             return c.raw(name)
         raise KeyError(key)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        name = self.ALIASES.get(key, key)
-        return key == "dp" or name in RESOLVED_FIELDS or name in self.c.dim_index or name in self.c.fixed \
-            or name in self.c.derived
+        name, builtin = bind_name(key, self.user)
+        return builtin or name in RESOLVED_FIELDS or name in self.user
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(set(self.c.dim_index) | set(self.c.fixed))
+        return iter(self.user)
 
     def __len__(self) -> int:
-        return len(set(self.c.dim_index) | set(self.c.fixed))
+        return len(self.user)
 
 
 def expression_names(fixed: Mapping[str, Any], dims: Sequence[str]) -> list[str]:
     """Every name an expression may use, for error messages."""
-    return sorted({"dp", *_ExpressionEnv.ALIASES, *RESOLVED_FIELDS, *fixed, *dims})
+    return sorted({*BUILTIN_NAMES, *RESOLVED_FIELDS, *fixed, *dims})
 
 
 def rules_for(workload: str) -> tuple[Rule, ...]:

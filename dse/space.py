@@ -19,6 +19,7 @@ import numpy as np
 
 from dse.constraints import Columns, Rule, expression_names, expression_rule, rules_for
 from dse.errors import InputError
+from dse.explain import explain_pruning
 from dse.expressions import parse_expression
 from dse.spec import CMD_ARGS_MODELS, Sweep
 
@@ -152,6 +153,7 @@ class SpaceCount:
     total: int
     valid: int
     pruned: dict[str, int] = field(default_factory=dict)
+    example: dict[str, int] = field(default_factory=dict)  # rule -> the first agent index it prunes
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -188,6 +190,7 @@ class SweepSpace:
         test = sweep.test
         file = str(sweep.source)
         flat = flatten(test.cmd_args)
+        self.sweep_fields = frozenset(flat)  # the cmd_args fields the sweep itself writes
         excluded = list(test.dse_excluded_args)
         agent_dims: list[Dimension] = []
         env_dims: list[Dimension] = []
@@ -316,6 +319,7 @@ class SweepSpace:
     def count(self, block: int = DEFAULT_BLOCK) -> SpaceCount:
         """Total and valid points and per-rule pruning, in blocks (memory independent of the size)."""
         pruned = {r.name: 0 for r in self.rules}
+        example: dict[str, int] = {}
         valid = 0
         step = max(1, block // max(1, self.env.size))
         for start in range(0, self.agent.size, step):
@@ -323,10 +327,13 @@ class SweepSpace:
             masks = self.rule_masks(idx)
             ok = np.ones(idx.size, dtype=bool)
             for name, m in masks.items():
-                pruned[name] += int(idx.size - m.sum())
+                broken = idx.size - int(m.sum())
+                if broken and name not in example:
+                    example[name] = int(idx[np.argmin(m)])
+                pruned[name] += broken
                 ok &= m
             valid += int(ok.sum())
-        return SpaceCount(total=self.agent.size, valid=valid, pruned=pruned)
+        return SpaceCount(total=self.agent.size, valid=valid, pruned=pruned, example=example)
 
     def require_valid(self, count: SpaceCount | None = None) -> SpaceCount:
         """The count, or an InputError naming the rules that pruned every point."""
@@ -334,8 +341,10 @@ class SweepSpace:
         if count.valid == 0:
             worst = sorted(((n, p) for n, p in count.pruned.items() if p), key=lambda x: -x[1])
             names = ", ".join(f"{n} ({p})" for n, p in worst[:5])
-            raise InputError(f"no valid point in {count.total}: pruned by {names}", file=str(self.sweep.source),
-                             field="cmd_args")
+            rules = {r.name: r for r in self.rules}
+            why = explain_pruning(self, rules[worst[0][0]], count.example.get(worst[0][0])) if worst else None
+            raise InputError(f"no valid point in {count.total}: pruned by {names}" + (f"; {why}" if why else ""),
+                             file=str(self.sweep.source), field="cmd_args")
         return count
 
     def iter_valid(self, start: int = 0, block: int = 4096) -> Iterator[int]:

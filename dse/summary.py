@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dse.constraints import describe_names
+from dse.explain import explain_pruning
 from dse.space import SpaceCount, SweepSpace
 
 SIMULATED_WORKLOADS = {"MegatronBridgeSim"}
@@ -44,6 +46,25 @@ def space_summary(space: SweepSpace, count: SpaceCount | None = None) -> tuple[s
         rw = max(len(r.name) for r, _ in active)
         for r, n in sorted(active, key=lambda x: -x[1]):
             lines.append(f"  {r.name:<{rw}}  {n:>12,}  {r.message}")
+            why = explain_pruning(space, r, count.example.get(r.name))
+            if why:
+                lines.append(f"  {'':<{rw}}  {'':>12}  {why}")
     else:
         lines.append(f"pruned by rule: none ({len(space.rules)} rules checked)")
+    lines.extend(_constraint_names(space))
     return "\n".join(lines), count
+
+
+def _constraint_names(space: SweepSpace) -> list[str]:
+    """Each user constraint with the meaning every name in it got (your field, or a builtin)."""
+    user_rules = [r for r in space.rules if r.source == "user"]
+    if not user_rules:
+        return []
+    user_fields = set(space.fixed) | set(space.derived) | set(space.agent.names) | set(space.env.names)
+    swept = set(space.agent.names) | set(space.env.names)
+    resolved = space.sweep.workload != "Command"
+    lines = ["constraints (what each name reads):"]
+    for r in user_rules:
+        lines.append(f"  {r.name}  {r.message.removeprefix('user constraint ')}")
+        lines.append(f"      {'; '.join(describe_names(r.fields, user_fields, swept, resolved))}")
+    return lines

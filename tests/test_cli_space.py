@@ -93,3 +93,35 @@ def test_bad_system_file(tmp_path: Path) -> None:
 def test_help_everywhere(cmd: str) -> None:
     r = dse(cmd, "--help")
     assert r.returncode == 0 and "usage: dse" in r.stdout
+
+
+VP_PRESET = ('name="vp"\ntest_template_name="MegatronBridgeSim"\n[cmd_args]\ngpu_type="h100"\n'
+             'model_recipe_name="qwen3_30b_a3b"\ncompute_dtype="fp8_cs"\nnum_gpus=16\n')
+
+
+def test_space_says_the_preset_set_vp_and_how_to_sweep_it(tmp_path: Path) -> None:
+    r = dse("space", str(write_toml(tmp_path / "s.toml", VP_PRESET + "pp=[1, 2]\n")))
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if "vp = 12" in ln)
+    assert "from the qwen3_30b_a3b h100 fp8_cs preset" in line and "pp = 1 (swept)" in line
+    assert "vp = [1, 12]" in line
+
+
+def test_no_valid_point_error_names_the_preset_value_and_the_fix(tmp_path: Path) -> None:
+    p = write_toml(tmp_path / "s.toml", VP_PRESET + "pp=[1]\n")
+    for cmd in ("space", "dry-run"):
+        r = dse(cmd, str(p))
+        assert r.returncode == 2, (cmd, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "vp_needs_pp" in lines[0], (cmd, r.stderr)
+        assert "vp = 12 from the qwen3_30b_a3b h100 fp8_cs preset" in lines[0] and "vp = [1, 12]" in lines[0]
+
+
+def test_space_shows_what_each_constraint_name_reads(tmp_path: Path) -> None:
+    p = write_toml(tmp_path / "s.toml", 'name="c"\ntest_template_name="Command"\nconstraints=["gb % (mb * dp) == 0", '
+                   '"gpus // tp >= 1"]\n[cmd_args]\ncommand="true"\ngpus=32\ntp=[1,2]\nmb=[1,2]\ngb=[2,4]\n')
+    r = dse("space", str(p))
+    assert r.returncode == 0, r.stderr
+    assert "gpus = your field cmd_args.gpus (shadows the builtin gpus)" in r.stdout
+    assert "dp = builtin: the data-parallel size" in r.stdout
+    assert "tp = your swept field cmd_args.tp" in r.stdout

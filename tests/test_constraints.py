@@ -191,3 +191,25 @@ def test_preset_features_are_seen_by_the_rules() -> None:
     cmd = {**L70, "gpu_type": "gb200", "compute_dtype": "fp8_cs", "gb": 256, "mb": 2}
     assert "activation_offload" not in _violations(cmd)
     assert "activation_offload" in _violations({**cmd, "pp": 2})
+
+
+def test_a_sweep_field_named_like_a_builtin_wins() -> None:
+    """`gpus` in a Command sweep's cmd_args is the user's field, not the builtin world size."""
+    cmd = {"command": "true", "gpus": 32, "tp": [1, 2, 4, 8], "pp": [1, 2, 4, 8], "mb": [1, 2, 4, 8],
+           "gb": [8, 16, 24, 32, 48, 64, 128, 256]}
+    space = SweepSpace(sweep_from(make_test(cmd, workload="Command",
+                                            constraints=["gb % (mb * (gpus // (tp * pp))) == 0"])))
+    expected = 0
+    for i in range(space.agent.size):
+        a = space.agent.decode(i)
+        d = 32 // (a["tp"] * a["pp"])
+        expected += bool(d) and a["gb"] % (a["mb"] * d) == 0
+    count = space.count()
+    assert count.valid == expected
+    assert expected > 100  # the builtin (world size 1 here) would leave almost nothing
+
+
+def test_builtin_names_still_work_without_a_field_of_that_name() -> None:
+    cmd = {**L8, "tp": [1, 2, 4, 8]}
+    space = SweepSpace(sweep_from(make_test(cmd, constraints=["gpus // tp >= 4", "dp >= 2"])))
+    assert [space.agent.decode(i)["tp"] for i in space.valid_indices()] == [1, 2]
