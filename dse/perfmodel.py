@@ -97,12 +97,14 @@ class Knobs:
     # Flash attention (cuDNN/FA3) fwd+bwd reaches ~50-60 % of BF16 peak on long sequences.
     attn_eff: float = 0.51
     attn_s0: float = 1024.0  # ... less for short per-rank sequences: eff * s / (s + s0)
+    attn_d0: float = 0.0  # ... and for small head dims: eff / (1 + d0 / head_dim)
     mamba_scan_eff: float = 0.15  # SSD scan kernels are far from GEMM speed
     # Memory-bound (elementwise) traffic, in tensor elements per token per layer, forward + backward:
     # norms, residual adds, rotary, activation functions, MoE permute/unpermute and router.
     elem_attn: float = 14.0  # x hidden
     elem_mlp: float = 14.0  # x ffn width (x1.5 for gated units)
     elem_moe_token: float = 34.0  # x hidden x top-k (permute/unpermute/gather copies, casts of the copies)
+    elem_glu_unfused: float = 0.0  # x 2 expert-ffn x top-k, a GLU written out in PyTorch ops (GPT-OSS)
     elem_quant: Mapping[str, float] = field(default_factory=lambda: {
         # extra quantize/transposes of GEMM inputs, x (sum of GEMM input widths); MXFP8 is fused in TE
         "bf16": 0.0, "fp8_cs": 4.3, "fp8_mx": 2.9, "fp8_sc": 5.0, "nvfp4": 4.3,
@@ -112,6 +114,7 @@ class Knobs:
     net_eff: float = 0.8
     lat_nvlink_s: float = 12e-6  # per collective
     lat_net_s: float = 30e-6
+    a2a_net_gbps: float = 1e9  # all-to-all across nodes reaches at most this per GPU, whatever the NIC
     # TP with sequence parallelism: exposed share of AG/RS time (TE userbuffers overlap inside NVLink).
     tp_exposed_nvlink: float = 0.3
     tp_exposed_net: float = 0.9
@@ -130,8 +133,11 @@ class Knobs:
     kernels_dense_layer: float = 90.0
     kernels_moe_layer: float = 220.0
     hopper_expert_kernels: Mapping[str, float] = field(default_factory=lambda: {"bf16": 9.0, "fp8": 24.0})
+    blackwell_expert_kernels: float = 0.0
     launch_s: float = 5e-6
     graph_launch_factor: float = 0.1  # launch cost left inside a CUDA graph
+    cpu_overlap: float = 0.85  # the CPU's launch time exposed is what exceeds this share of the GPU's busy time
+    cpu_smooth_p: float = 4.0  # > 0: GPU and CPU time combine as a p-norm (a smooth max) instead
     dp_hide: float = 0.8  # share of one micro-batch's backward that hides the DP reduce-scatter/all-gather
     fsdp_hide: float = 0.85  # Megatron FSDP prefetch overlaps per-layer all-gathers with compute
     fsdp_slowdown: float = 0.04  # SM contention of the overlapped FSDP collectives
@@ -296,7 +302,7 @@ def _a2a_time(nbytes: float, size: int, per_dom: int, gpu: GPU, eff: float, k: K
     if size <= 1 or nbytes <= 0:
         return 0.0
     local = nbytes * (per_dom - 1) / size / (gpu.nvlink_gbps * eff * GB)
-    remote = nbytes * (size - per_dom) / size / (gpu.network_gbps * eff * GB)
+    remote = nbytes * (size - per_dom) / size / (min(gpu.network_gbps * eff, k.a2a_net_gbps) * GB)
     lat = k.lat_nvlink_s if per_dom >= size else k.lat_net_s
     return max(local, remote) + lat
 
@@ -452,7 +458,7 @@ def _compute_terms(c: _Config, parts: Mapping[str, float], k: Knobs) -> dict[str
 
     def gemm(flops_tok: float, n_width: float, k_width: float, m_tokens: float = tok, bf16: bool = False,
              grouped: bool = False) -> float:
-        best = k.gemm_eff[family]["bf16" if bf16 else low] * (k.grouped_gemm_eff[family] if grouped else 1.0)
+        best = k.gemm_eff[family]["bf16" if bf16 else low] * (_grouped_eff(k, family, low) if grouped else 1.0)
         eff = _gemm_eff(best, m_tokens, n_width, k_width, k)
         return flops_tok * share / ((gpu.peak_bf16_tflops if bf16 else peak) * 1e12 * eff * speed)
 
@@ -473,7 +479,9 @@ def _compute_terms(c: _Config, parts: Mapping[str, float], k: Knobs) -> dict[str
     core = parts["attn_core"]
     if a.sliding_window:  # every other layer attends to a window only
         core *= 0.5 + 0.5 * min(1.0, 2.0 * a.sliding_window / c.seq)
-    t["attn_core"] = core * share / (gpu.peak_bf16_tflops * 1e12 * k.attn_eff * speed * s_local / (s_local + k.attn_s0))
+    head_dim = (a.mla["qk"] + a.mla["rope"]) if a.mla else a.kv_channels
+    attn_eff = k.attn_eff * s_local / (s_local + k.attn_s0) / (1.0 + k.attn_d0 / head_dim)
+    t["attn_core"] = core * share / (gpu.peak_bf16_tflops * 1e12 * attn_eff * speed)
 
     # memory-bound work: elements touched per token, x2 bytes, at HBM speed
     g = 1.5 if (a.gated_linear or a.glu_compute) else 1.0
@@ -485,8 +493,15 @@ def _compute_terms(c: _Config, parts: Mapping[str, float], k: Knobs) -> dict[str
     gemm_inputs = n_layers * (2 * h + attn_width) + ffn_elems / g + moe_layers * a.moe_router_topk * (
         h + a.moe_ffn_hidden_size)
     elems += k.elem_quant.get(c.dtype, 0.0) * gemm_inputs
+    if a.glu_compute and not a.gated_linear:  # GLU written out in PyTorch ops (GPT-OSS: clamp, quick-gelu, +1)
+        elems += k.elem_glu_unfused * moe_layers * a.moe_router_topk * 2 * a.moe_ffn_hidden_size
     t["elementwise"] = elems * 2 * tok_gpu / (gpu.hbm_tbps * 1e12 * k.hbm_eff * speed)
     return t
+
+
+def _grouped_eff(k: Knobs, family: str, low: str) -> float:
+    """Grouped (expert) GEMM efficiency relative to a dense GEMM: by family and dtype where fitted so."""
+    return k.grouped_gemm_eff.get(f"{family}_{low}", k.grouped_gemm_eff.get(family, 1.0))
 
 
 def _kinds(a: Architecture) -> tuple[int, int, int]:
@@ -546,13 +561,20 @@ def _host_terms(c: _Config, busy: float, k: Knobs) -> dict[str, float]:
     if not c.gpu.blackwell and a.is_moe:  # Hopper: per-expert GEMMs (and FP8 casts) launched one by one
         local = (a.num_moe_experts or 1) / c.ep
         kernels += moe_layers * local * k.hopper_expert_kernels["bf16" if c.dtype == "bf16" else "fp8"]
+    elif a.is_moe:  # Blackwell: TE still quantizes and splits per local expert around the grouped GEMM
+        kernels += moe_layers * (a.num_moe_experts or 1) / c.ep * k.blackwell_expert_kernels
     if "full_iteration" in c.scopes:
         covered = 1.0
     else:
         covered = (0.35 * ("attn" in c.scopes) + 0.15 * bool(c.scopes & {"moe_router", "moe_preprocess"})
                    + 0.35 * bool(c.scopes & {"mlp", "moe"}) + 0.6 * ("mamba" in c.scopes))
     launch = kernels * k.launch_s * (1 - min(1.0, covered) * (1 - k.graph_launch_factor))
-    out["launch"] = max(0.0, launch - 0.85 * busy)  # the CPU runs ahead unless kernels are tiny
+    if k.cpu_smooth_p > 0:  # GPU and CPU overlap; near a tie, syncs and launch gaps expose part of both
+        p = k.cpu_smooth_p
+        hi = max(busy, launch)
+        out["launch"] = hi * ((busy / hi) ** p + (launch / hi) ** p) ** (1 / p) - busy if hi > 0 else 0.0
+    else:  # the CPU runs ahead unless kernels are tiny
+        out["launch"] = max(0.0, launch - k.cpu_overlap * busy)
     return out
 
 

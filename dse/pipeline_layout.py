@@ -93,4 +93,4 @@ def deepseek_v3_layout(pp: int, vp: int | None, *, flags_given: bool, built_with
     if not flags_given:
         return built_with
     key = (pp, vp or 1)
-    return DEEPSEEK_V3_LAYOUTS[key] if key in DEEPSEEK_V3_LAYOUTS else built_with
+    return DEEPSEEK_V3_LAYOUTS.get(key, built_with)
