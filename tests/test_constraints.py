@@ -207,9 +207,7 @@ def test_a_sweep_field_named_like_a_builtin_wins() -> None:
     count = space.count()
     assert count.valid == expected
     assert expected > 100  # the builtin (world size 1 here) would leave almost nothing
-
-
-def test_builtin_names_still_work_without_a_field_of_that_name() -> None:
+    # without a field of that name the builtins keep their meaning
     cmd = {**L8, "tp": [1, 2, 4, 8]}
     space = SweepSpace(sweep_from(make_test(cmd, constraints=["gpus // tp >= 4", "dp >= 2"])))
     assert [space.agent.decode(i)["tp"] for i in space.valid_indices()] == [1, 2]
