@@ -53,9 +53,9 @@ def value_origins(space: SweepSpace, action: Mapping[str, Any], env: Mapping[str
         name, _ = bind_name(raw, space.fixed)
         value = resolved.get(name, values.get(name))
         if name in action:
-            origin = "swept"
+            value, origin = action[name], "swept"
         elif name in env:
-            origin = "drawn per trial"
+            value, origin = env[name], "drawn per trial"
         elif name in space.derived:
             origin = "derived from " + " x ".join(space.derived[name][0])
         elif name in user_set:
