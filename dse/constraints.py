@@ -96,6 +96,7 @@ class Columns:
         self.fixed = fixed
         self.cache = cache if cache is not None else {}
         self.derived = dict(derived or {})
+        self._indices: dict[tuple[tuple[int, int], ...], np.ndarray] = {}  # per block, not shared
 
     def raw(self, name: str) -> Any:
         if name in self.derived:
@@ -122,10 +123,17 @@ class Columns:
         axes, table = entry
         if not axes:
             return table
-        index = np.zeros(self.n, dtype=np.int64)
-        for i, radix in axes:
-            index = index * radix + self.digits[i]
-        return table[index]
+        return table[self._index(tuple(axes))]
+
+    def _index(self, axes: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """Each point's row in a table over `axes`; tables over the same swept fields share it."""
+        index = self._indices.get(axes)
+        if index is None:
+            index = np.zeros(self.n, dtype=np.int64)
+            for i, radix in axes:
+                index = index * radix + self.digits[i]
+            self._indices[axes] = index
+        return index
 
     def _base_dims(self, names: Sequence[str]) -> list[str]:
         """The swept dimensions that `names` read, derived fields expanded into their inputs."""
@@ -174,6 +182,10 @@ class Columns:
         return self.table(deps, scalar, key=("resolved-table", key))
 
     def num(self, name: str, default: int = 1) -> Any:
+        if name in RESOLVED_FIELDS:  # default the small table, not every point
+            deps = resolved_deps(name)
+            return self.table(deps, lambda *v, _d=deps, _n=name: _or_default(
+                resolve_scalar(_n, dict(zip(_d, v, strict=True))), default), key=("resolved-num", name, default))
         v = self.value(name)
         if isinstance(v, np.ndarray):
             if v.dtype == object:
@@ -186,6 +198,10 @@ class Columns:
         if name in RESOLVED_FIELDS:
             return self.resolved_table((name,), fn, key=("feature", name, fn))
         return self.table((name,), fn, key=("feature", name, fn))
+
+
+def _or_default(value: Any, default: int) -> Any:
+    return default if value is None else value
 
 
 def resolved_deps(name: str) -> tuple[str, ...]:

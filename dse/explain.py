@@ -45,7 +45,10 @@ def value_origins(space: SweepSpace, action: Mapping[str, Any], env: Mapping[str
     for name, (deps, fn) in space.derived.items():
         values[name] = fn(*[values.get(d) for d in deps])
     megatron = space.sweep.workload in _MEGATRON
-    resolved = resolve_defaults(values) if megatron else values
+    try:
+        resolved = resolve_defaults(values) if megatron else values
+    except (ValueError, TypeError):  # a malformed value: the rules say so, the explanation shows it raw
+        resolved, megatron = values, False
     preset = resolved.get("preset") if megatron else None
     user_set = {k for k, v in values.items() if v is not None and k in space.sweep_fields}
     out: dict[str, tuple[Any, str]] = {}
