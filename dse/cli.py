@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", default=None, help="agent whose order to follow (default: the sweep's)")
     p.set_defaults(func=_cmd_dry_run)
 
+    p = sub.add_parser("install", help="check out the pinned repos, the launcher's Python and the image",
+                       description="Install what a sweep pins into $DSE_HOME (default ~/.cache/dse): each "
+                                   "[[git_repos]] entry at its commit, a nemo_run venv for Megatron-Bridge's "
+                                   "launcher (unless the system names a `launcher`), and the container image as "
+                                   "a .sqsh where enroot exists. `dse run` does this before its first trial.")
+    _add_sweep_args(p)
+    p.set_defaults(func=_cmd_install)
+
     p = sub.add_parser("run", help="run a sweep", description="Run a sweep: the agent proposes trials, the "
                        "executor runs them, results land in RUN_DIR and in the shared cache.")
     _add_sweep_args(p)
@@ -130,6 +138,15 @@ def _check_agent_accepts_env(sweep, space) -> None:  # type: ignore[no-untyped-d
     if space.env.dimensions and not cls.accepts_env_params:
         raise InputError(f"agent {sweep.test.agent} cannot handle env_params ({', '.join(space.env.names)}); "
                          "use random_search or optuna", file=str(sweep.source), field="agent")
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from dse.install import install_sweep
+
+    report = install_sweep(_load(args))
+    for line in report.lines or ["nothing to install"]:
+        print(line)
+    return EXIT_OK
 
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:

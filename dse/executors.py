@@ -12,12 +12,13 @@ import math
 import os
 import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import submitit
 
+from dse.launched_jobs import LaunchedJob
 from dse.spec import SystemConfig, parse_time_limit
 from dse.workloads.base import STDERR, STDOUT, JobSpec
 
@@ -44,7 +45,7 @@ def run_job(spec: JobSpec) -> int:
 @dataclass
 class JobResult:
     returncode: int | None
-    state: str  # completed | failed | timeout | preempted | node-failure
+    state: str  # completed | failed | timeout | preempted | node-failure | out-of-memory
     message: str = ""
 
 
@@ -81,6 +82,28 @@ class JobHandle:
     def cancel(self) -> None:
         with contextlib.suppress(Exception):
             self.job.cancel(check=False)
+
+
+class LaunchedJobHandle(JobHandle):
+    """A launcher run on the submit host and the Slurm job it submitted (see dse.launched_jobs)."""
+
+    def __init__(self, launched: LaunchedJob) -> None:
+        super().__init__(launched)
+        self.launched = launched
+
+    @property
+    def job_id(self) -> str:
+        return self.launched.job_id
+
+    def done(self) -> bool:
+        return self.launched.done()
+
+    def result(self) -> JobResult:
+        rc, state, message = self.launched.result()
+        return JobResult(rc, state, message)
+
+    def cancel(self) -> None:
+        self.launched.cancel()
 
 
 def _slurm_job(job: Any) -> bool:
@@ -141,16 +164,37 @@ class Executor:
         return ex
 
     def submit(self, spec: JobSpec, folder: Path) -> JobHandle:
+        if spec.submit_host:  # the program submits its own Slurm job: run it here, without an allocation
+            local = Executor("debug" if self.kind == "debug" else "local", self.system)
+            return LaunchedJobHandle(LaunchedJob(local.submit(_plain(spec), folder), folder.parent))
         ex = self._make(folder, spec)
         return JobHandle(ex.submit(run_job, spec))
 
-    def attach(self, job_id: str, folder: Path) -> JobHandle | None:
+    def attach(self, job_id: str, folder: Path, submit_host: bool = False) -> JobHandle | None:
         """Re-attach to a job submitted by an earlier driver (resume)."""
+        if submit_host:
+            launcher = _live_local_job(folder)
+            launched = LaunchedJob(launcher, folder.parent, slurm_id=job_id or None)
+            return LaunchedJobHandle(launched) if launcher is not None or launched.job_id else None
         if self.kind == "slurm":
             return JobHandle(submitit.SlurmJob(folder=folder, job_id=job_id))
         if self.kind == "local" and job_id.isdigit():
             return JobHandle(_OrphanLocalJob(folder, job_id))
         return None
+
+
+def _plain(spec: JobSpec) -> JobSpec:
+    return replace(spec, submit_host=False)
+
+
+def _live_local_job(folder: Path) -> JobHandle | None:
+    """The local job of an earlier driver in `folder` (submitit names its files by the job's pid), if alive."""
+    pids = sorted({p.name.split("_")[0] for p in folder.glob("*_submitted.pkl") if p.name.split("_")[0].isdigit()})
+    for pid in reversed(pids):
+        job = _OrphanLocalJob(folder, pid)
+        if not job.done() or job.paths.result_pickle.exists():
+            return JobHandle(job)
+    return None
 
 
 class _OrphanLocalJob:

@@ -266,6 +266,7 @@ class TestDefinition(BaseModel):
     extra_env_vars: dict[str, str | list[str]] = Field(default_factory=dict)
     extra_cmd_args: dict[str, str] = Field(default_factory=dict)
     extra_container_mounts: list[str] = Field(default_factory=list)
+    extra_srun_args: str | list[str] = Field(default_factory=list)  # a scenario's per-test srun arguments
     git_repos: list[GitRepo] = Field(default_factory=list)
     nsys: dict[str, Any] | None = None
     predictor: dict[str, Any] | None = None
@@ -726,7 +727,7 @@ def _find_test_toml(name: str, tests_dir: Path | None, scenario_file: Path) -> t
     if not tests_dir.is_dir():
         raise InputError("--tests-dir is not a directory", file=str(tests_dir))
     names = []
-    for path in sorted(tests_dir.rglob("*.toml")):
+    for path in sorted(tests_dir.glob("*.toml")):  # the folder itself, as CloudAI reads it
         try:
             data = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):

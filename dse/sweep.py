@@ -21,6 +21,7 @@ from agents.base import TrialResult, create_sweep_agent
 from dse.errors import InputError
 from dse.executors import Executor
 from dse.hashing import redact
+from dse.install import install_sweep
 from dse.metrics import DETERMINISTIC_FAILURES
 from dse.space import SweepSpace
 from dse.spec import Sweep, SystemConfig, load_sweep
@@ -143,6 +144,9 @@ class SweepRunner:
             self.steps = test.agent_steps
         self.agent = create_sweep_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed,
                                         storage_dir=run_dir)
+        if test.git_repos or sweep.workload == "MegatronBridge":
+            for line in install_sweep(sweep).lines:  # the pinned checkout must exist before a trial runs
+                print(f"install: {line}", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.store = TrialStore(run_dir / "trials.db")
         cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())

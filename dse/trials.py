@@ -127,9 +127,10 @@ class TrialEngine:
 
     def reattach(self, rec: TrialRecord) -> bool:
         """After a driver restart: follow a job still running under the executor, if it can be found."""
-        if not rec.job_id or not rec.trial_dir:
+        if not rec.trial_dir or (not rec.job_id and not self.workload.submits_own_job):
             return False
-        handle = self.executor.attach(rec.job_id, Path(rec.trial_dir) / "submitit")
+        handle = self.executor.attach(rec.job_id, Path(rec.trial_dir) / "submitit",
+                                      submit_host=self.workload.submits_own_job)
         if handle is None:
             return False
         cfg = self.space.resolve(rec.action, rec.env)
@@ -145,12 +146,15 @@ class TrialEngine:
         """Trials whose job ended since the last call (transient failures are resubmitted first)."""
         done: list[Finished] = []
         for trial, fl in list(self.in_flight.items()):
+            if fl.handle.job_id and fl.handle.job_id != fl.record.job_id:  # a launcher printed its job's id
+                fl.record.job_id = fl.handle.job_id
+                self.store.save(fl.record)
             if not fl.handle.done():
                 continue
             del self.in_flight[trial]
             result = fl.handle.result()
             rec = fl.record
-            if result.state in TRANSIENT:
+            if result.state in (*TRANSIENT, "out-of-memory"):
                 outcome = Outcome(False, reason=result.state, error=f"{result.state}: {result.message}".strip(": "))
             else:
                 outcome = self.workload.collect(fl.cfg, fl.trial_dir, result.returncode)

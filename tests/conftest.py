@@ -18,6 +18,7 @@ def _hf_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_TOKEN", DUMMY_TOKEN)
     monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
     monkeypatch.setenv("DSE_CACHE", str(tmp_path / "dse-cache" / "cache.db"))
+    monkeypatch.setenv("DSE_HOME", str(tmp_path / "dse-home"))  # pinned checkouts, launcher venv, images
 
 
 def make_test(cmd_args: dict[str, Any], workload: str = "MegatronBridgeSim", **fields: Any) -> dict[str, Any]:

@@ -13,8 +13,9 @@ import pytest
 from conftest import MB_REPO, make_test, sweep_from
 
 from dse.errors import InputError
+from dse.install import checkout_path
 from dse.space import SweepSpace, TrialConfig
-from dse.spec import SystemConfig
+from dse.spec import GitRepo, SystemConfig
 from dse.workloads.base import STDERR, STDOUT
 from dse.workloads.megatron_bridge import FLAGS, HYDRA_FIELDS, KNOWN_FIELDS, NOT_FLAGS, MegatronBridgeWorkload
 
@@ -85,13 +86,20 @@ def check_golden(name: str, text: str) -> None:
     assert text == expected, f"{name} differs from tests/golden (DSE_UPDATE_GOLDEN=1 rewrites it):\n{diff}"
 
 
-def test_golden_command_and_script() -> None:
+def test_golden_command_and_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DSE_HOME", "/home/perf/.cache/dse")
     workload = MegatronBridgeWorkload(realistic_sweep())
     job = workload.build(resolve(workload.sweep, POINT), TRIAL_DIR)
     check_golden("megatron_bridge_argv.txt", shlex.join(job.argv) + "\n")
     check_golden("megatron_bridge_script.sh", job.script())
-    assert job.num_nodes == 2 and job.gpus_per_node == 8 and job.time_limit_s == 45 * 60
-    assert job.env == {"NCCL_DEBUG": "INFO", "NCCL_ALGO": "Tree", "NEMORUN_HOME": str(TRIAL_DIR)}
+    # a local process on the submit host: no allocation, no time limit of its own (the job carries -t)
+    assert job.submit_host and job.num_nodes == 1 and job.gpus_per_node == 0 and job.time_limit_s is None
+    assert job.env == {"NEMORUN_HOME": str(TRIAL_DIR)}
+    argv = job.argv
+    assert argv[argv.index("-t") + 1] == "00:45:00"
+    assert argv[argv.index("-cb"):][:4] == ["-cb", "export NCCL_ALGO=Tree", "-cb", "export NCCL_DEBUG=INFO"]
+    assert argv[argv.index("-cm") + 1].endswith(":/opt/Megatron-Bridge,/lustre/cache:/cache,/lustre/data:/data")
+    assert argv[argv.index("--additional_slurm_params") + 1] == "gpus-per-node=8;gres=gpu:8;mpi=pmix"
 
 
 def test_every_cmd_args_field_has_a_mapping() -> None:
@@ -125,10 +133,49 @@ def test_seq_length_adds_hydra_override_unless_given() -> None:
 
 
 def test_only_set_fields_and_forced_ones() -> None:
-    argv = flags_of(BASE)
-    assert argv[:2] == ["python3", "/opt/Megatron-Bridge/scripts/performance/setup_experiment.py"]
-    assert argv[2:] == ["-m", "llama", "-mr", "llama3_8b", "-g", "h100", "-ng", "8", "-gn", "8",
-                        "--detach", "false", "--golden_values_path", f"{TRIAL_DIR}/golden_values.json"]
+    argv = flags_of(BASE, launcher="python3")
+    checkout = checkout_path(GitRepo.model_validate(MB_REPO))
+    assert argv[:2] == ["python3", f"{checkout}/scripts/performance/setup_experiment.py"]
+    assert argv[2:] == ["-m", "llama", "-mr", "llama3_8b", "-g", "h100", "-ng", "8", "-l", str(TRIAL_DIR),
+                        "--save_config_filepath", "/nemo_run/configs/ConfigContainer.yaml",
+                        "-cm", f"{checkout}:/opt/Megatron-Bridge",
+                        "--detach", "false", "--golden_values_path", f"{TRIAL_DIR}/golden_values.json",
+                        "logger.tensorboard_dir=/nemo_run/tb_logs", "logger.log_timers_to_tensorboard=true",
+                        "logger.log_throughput_to_tensorboard=true", "logger.log_memory_to_tensorboard=true"]
+
+
+def test_cloudai_choices_for_gpu_flags_and_log_dir() -> None:
+    """-g only when set, -gn from the system before cmd_args, -l as given (reference cloudai launch §3)."""
+    cmd = {k: v for k, v in BASE.items() if k != "gpu_type"}
+    argv = flags_of({**cmd, "gpus_per_node": 2, "log_dir": "/logs"}, gpus_per_node=4)
+    assert "-g" not in argv
+    assert argv[argv.index("-gn") + 1] == "4" and argv[argv.index("-l") + 1] == "/logs"
+    argv = flags_of({**cmd, "gpus_per_node": 2})
+    assert argv[argv.index("-gn") + 1] == "2" and "--additional_slurm_params" not in argv
+
+
+def test_env_reaches_the_job_shell_unexpanded_here() -> None:
+    """`${VAR}` stays for the job's shell to expand; the system's env comes too, the sweep's wins, sorted."""
+    sweep = sweep_from(make_test(BASE, workload="MegatronBridge", extra_env_vars={
+        "PYTHONPATH": "/opt/Megatron-Bridge/3rdparty/Megatron-LM:${PYTHONPATH}", "A": "sweep"}))
+    sweep.system = SystemConfig.model_validate({"env": {"A": "system", "B": "b"}})
+    argv = MegatronBridgeWorkload(sweep).build(resolve(sweep, {}), TRIAL_DIR).argv
+    cbs = [argv[i + 1] for i, a in enumerate(argv) if a == "-cb"]
+    assert cbs == ["export A=sweep", "export B=b",
+                   "export PYTHONPATH=/opt/Megatron-Bridge/3rdparty/Megatron-LM:${PYTHONPATH}"]
+
+
+def test_user_extra_cmd_args_win_over_tensorboard_defaults() -> None:
+    sweep = sweep_from(make_test(BASE, workload="MegatronBridge",
+                                 extra_cmd_args={"logger.tensorboard_dir": "/mine"}))
+    argv = MegatronBridgeWorkload(sweep).build(resolve(sweep, {}), TRIAL_DIR).argv
+    assert [a for a in argv if a.startswith("logger.tensorboard_dir=")] == ["logger.tensorboard_dir=/mine"]
+
+
+def test_test_extra_srun_args_become_slurm_params() -> None:
+    sweep = sweep_from(make_test(BASE, workload="MegatronBridge", extra_srun_args="--exclusive --nodelist=n[1-2]"))
+    argv = MegatronBridgeWorkload(sweep).build(resolve(sweep, {}), TRIAL_DIR).argv
+    assert argv[argv.index("--additional_slurm_params") + 1] == "exclusive;nodelist=n[1-2]"
 
 
 def test_bools_store_true_and_lists() -> None:
@@ -141,14 +188,15 @@ def test_bools_store_true_and_lists() -> None:
     assert argv[i + 1:i + 3] == ["/a", "/b"]
 
 
-def test_repo_path_and_no_container_without_pyxis_slurm() -> None:
-    argv = flags_of(BASE, scheduler="slurm", container_runtime="none", megatron_bridge_path="/home/u/MB")
+def test_megatron_bridge_path_overrides_the_checkout() -> None:
+    argv = flags_of(BASE, scheduler="slurm", megatron_bridge_path="/home/u/MB", launcher="python3")
     assert argv[0] == "python3" and argv[1] == "/home/u/MB/scripts/performance/setup_experiment.py"
+    assert argv[argv.index("-cm") + 1] == "/home/u/MB:/opt/Megatron-Bridge"
 
 
-def test_pyxis_without_image_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="container image"):
-        flags_of(BASE, scheduler="slurm")
+def test_missing_recipe_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="model_recipe_name"):
+        flags_of({"model_family_name": "llama", "model_recipe_name": ""})
 
 
 def test_token_is_nowhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

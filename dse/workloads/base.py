@@ -30,6 +30,7 @@ class JobSpec:
     gpus_per_node: int = 0
     time_limit_s: float | None = None
     shell: bool = False  # argv[0] is a /bin/sh command line
+    submit_host: bool = False  # a launcher that submits its own Slurm job: run it here, hold no allocation
 
     def script(self) -> str:
         """The job as a shell script, for dry-run and the trial folder."""
@@ -54,6 +55,7 @@ class Workload(ABC):
 
     name: ClassVar[str]
     simulated: ClassVar[bool] = False
+    submits_own_job: ClassVar[bool] = False  # its program submits the real (Slurm) job and prints its id
 
     def __init__(self, sweep: Sweep) -> None:
         self.sweep = sweep

@@ -1,10 +1,17 @@
-"""`MegatronBridge`: the real launcher, `scripts/performance/setup_experiment.py` of the pinned repo.
+"""`MegatronBridge`: the real launcher, `scripts/performance/setup_experiment.py` of the pinned checkout.
 
-The flag mapping follows CloudAI's `_build_launcher_parts` (reference cloudai-dse.md §4.2) on the v0.3.0
-argument parser (reference megatron-bridge.md §1): only fields the user wrote are passed, so the
-preset decides everything else. Two v0.3.0 quirks are handled here: `-sl` does not set
-`model.seq_length` (a Hydra override is added) and `-vp 1` must be spelled `-vp None`.
-The HF token is never passed as `-hf`: it reaches the job through the inherited `HF_TOKEN`.
+setup_experiment.py is a submitter: it runs on the submit host, submits the training job to Slurm itself
+(nemo_run's Slurm executor; v0.3.0 has no local executor) and, with `--detach false`, waits for it and
+writes the golden-values JSON. So a trial is a local process on the submit host holding no allocation;
+the training job it submits is the trial's Slurm job (its id is parsed from the launcher's output).
+
+The flag mapping follows CloudAI's (reference cloudai-megatron-bridge-launch.md) on the v0.3.0 argument
+parser (reference megatron-bridge.md §1): only fields the user wrote are passed, so the preset decides
+everything else; the sweep's and the system's environment reach the training job as `-cb 'export K=V'`
+(expanded in the job's shell); the pinned checkout is mounted at `mount_as`. Two v0.3.0 quirks are handled
+here: `-sl` does not set `model.seq_length` (a Hydra override is added) and `-vp 1` is spelled `-vp None`.
+Deliberate difference from CloudAI: the HF token is never passed as `-hf` (that would write it into
+nemo_run's sbatch script); it reaches the job through the inherited `HF_TOKEN`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.errors import InputError
+from dse.install import cached_image, checkout_path, launcher_venv_python
 from dse.metrics import MetricsError, classify_failure, parse_log
 from dse.space import TrialConfig, flatten
 from dse.spec import MegatronBridgeCmdArgs, parse_time_limit
@@ -24,6 +32,10 @@ from dse.workloads.outcomes import collect_metrics
 SETUP_SCRIPT = "scripts/performance/setup_experiment.py"
 DEFAULT_REPO = "/opt/Megatron-Bridge"
 GOLDEN_FILE = "golden_values.json"
+SAVE_CONFIG = "/nemo_run/configs/ConfigContainer.yaml"  # v0.3.0's default, passed as CloudAI does
+# Hydra overrides CloudAI always adds (its _add_extra_cmd_args); the sweep's extra_cmd_args win.
+TENSORBOARD = {"logger.tensorboard_dir": "/nemo_run/tb_logs", "logger.log_timers_to_tensorboard": "true",
+               "logger.log_throughput_to_tensorboard": "true", "logger.log_memory_to_tensorboard": "true"}
 MISSING_GOLDEN = "Convergence check failed due to missing golden values"
 
 # (cmd_args field, flag, kind) in emission order. kind: "value" -> flag VALUE; "bool" -> flag true|false;
@@ -39,7 +51,6 @@ FLAGS: tuple[tuple[str, str, str], ...] = (
     ("config_variant", "-cv", "value"),
     ("list_config_variants", "--list_config_variants", "store_true"),
     ("num_gpus", "-ng", "value"),
-    ("gpus_per_node", "-gn", "value"),
     ("max_retries", "--max_retries", "value"),
     ("dryrun", "-d", "store_true"),
     ("nemo_home", "-nh", "value"),
@@ -102,9 +113,9 @@ FLAGS: tuple[tuple[str, str, str], ...] = (
     ("wandb_save_dir", "-wds", "value"),
 )
 # Always passed (model default when unset): the launcher requires them.
-FORCED = frozenset({"model_family_name", "model_recipe_name", "num_gpus", "gpus_per_node", "gpu_type"})
-# Fields that are not launcher flags: secrets, dse-side settings, or flags that would move the outputs.
-NOT_FLAGS = frozenset({"hf_token", "container_image", "log_dir", "fp8_recipe"})
+FORCED = frozenset({"model_family_name", "model_recipe_name", "num_gpus"})
+# Fields that are not plain flags: secrets, or flags dse composes itself (-i, -gn, -l).
+NOT_FLAGS = frozenset({"hf_token", "container_image", "log_dir", "fp8_recipe", "gpus_per_node"})
 # Known fields without a v0.3.0 flag that still have a config path: passed as Hydra overrides.
 HYDRA_FIELDS = {"num_distributed_optimizer_instances": "ddp.num_distributed_optimizer_instances"}
 KNOWN_FIELDS = frozenset(MegatronBridgeCmdArgs.model_fields)
@@ -149,28 +160,72 @@ def _time_hms(limit: str) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
+def srun_args_as_slurm_params(args: list[str] | str) -> list[str]:
+    """`--key value` / `--key=value` / `--flag` srun arguments as `key=value` items of --additional_slurm_params."""
+    tokens = shlex.split(args) if isinstance(args, str) else [t for a in args for t in shlex.split(a)]
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.startswith("--") and "=" in tok:
+            out.append(tok[2:])
+        elif tok.startswith("--") and i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
+            out.append(f"{tok[2:]}={tokens[i + 1]}")
+            i += 1
+        elif tok.startswith("--"):
+            out.append(tok[2:])
+        i += 1
+    return out
+
+
 class MegatronBridgeWorkload(Workload):
     name = "MegatronBridge"
+    submits_own_job = True
 
     # ---- command ---------------------------------------------------------------------------------
     def repo_root(self) -> str:
-        """Where setup_experiment.py lives: the submit-host checkout, else the repo's mount point."""
+        """Where setup_experiment.py lives: `megatron_bridge_path`, else the pinned checkout `dse install` made."""
         system = self.sweep.system
         if system.megatron_bridge_path:
-            return system.megatron_bridge_path
+            return system.megatron_bridge_path.rstrip("/") or "/"
         repo = self.sweep.test.megatron_bridge_repo
-        return (repo.mount_as if repo and repo.mount_as else DEFAULT_REPO).rstrip("/") or "/"
+        return str(checkout_path(repo)) if repo else DEFAULT_REPO
 
-    def gpus_per_node(self, cfg: TrialConfig) -> int:
-        return int(cfg.cmd_args.get("gpus_per_node") or self.sweep.system.gpus_per_node or 8)
+    def launcher(self) -> list[str]:
+        """The Python that runs setup_experiment.py: the system's `launcher`, else dse's nemo_run venv."""
+        return shlex.split(self.sweep.system.launcher or str(launcher_venv_python()))
+
+    def gpus_per_node(self, cfg: TrialConfig) -> int | None:
+        """-gn: the system's GPUs per node (CloudAI's choice), else the sweep's; omitted when neither says."""
+        value = self.sweep.system.gpus_per_node or cfg.cmd_args.get("gpus_per_node")
+        return int(value) if value else None
+
+    def mounts(self) -> list[str]:
+        """-cm: the pinned checkout at `mount_as` (it replaces the container's copy), then the other mounts."""
+        test, system = self.sweep.test, self.sweep.system
+        repo = test.megatron_bridge_repo
+        out = [f"{self.repo_root()}:{repo.mount_as}"] if repo and repo.mount_as else []
+        return out + list(system.container_mounts) + list(test.extra_container_mounts)
+
+    def job_env(self, cfg: TrialConfig) -> dict[str, str]:
+        """What the training job exports (-cb): the system's env, then the sweep's extra_env_vars."""
+        return {**self.sweep.system.env, **cfg.extra_env_vars}
+
+    def slurm_params(self) -> list[str]:
+        """--additional_slurm_params items: GPU directives, then the system's and the test's srun args."""
+        system, test = self.sweep.system, self.sweep.test
+        params = [f"gpus-per-node={system.gpus_per_node}", f"gres=gpu:{system.gpus_per_node}"] \
+            if system.gpus_per_node else []
+        params += srun_args_as_slurm_params(list(system.extra_srun_args))
+        params += srun_args_as_slurm_params(test.extra_srun_args)
+        return params
 
     def launcher_flags(self, cfg: TrialConfig, trial_dir: Path) -> list[str]:
         """setup_experiment.py's arguments: cluster flags, the user's fields, then Hydra overrides."""
-        system, test = self.sweep.system, self.sweep.test
+        system = self.sweep.system
         user = cfg.cmd_args
         defaults = {k: f.default for k, f in MegatronBridgeCmdArgs.model_fields.items()}
         values = {**defaults, **{k: v for k, v in user.items() if k in KNOWN_FIELDS}}
-        values["gpus_per_node"] = self.gpus_per_node(cfg)
         for name in ("model_family_name", "model_recipe_name"):
             if not str(values.get(name) or "").strip():
                 raise InputError("must be set (setup_experiment.py requires it)", file=str(self.sweep.source),
@@ -184,7 +239,7 @@ class MegatronBridgeWorkload(Workload):
             args += ["-t", _time_hms(cfg.time_limit)]
         image = str(user.get("container_image") or "")
         if image:
-            args += ["-i", image]
+            args += ["-i", cached_image(image)]
         for name, flag, kind in FLAGS:
             if name not in user and name not in FORCED:
                 continue
@@ -192,8 +247,20 @@ class MegatronBridgeWorkload(Workload):
             if value is None or value == "":
                 continue
             args += _flag_args(flag, kind, value)
-        if test.extra_container_mounts:
-            args += ["-cm", ",".join(test.extra_container_mounts)]
+        gpn = self.gpus_per_node(cfg)
+        if gpn:
+            args += ["-gn", str(gpn)]
+        args += ["-l", str(user.get("log_dir") or trial_dir)]
+        if "save_config_filepath" not in user:
+            args += ["--save_config_filepath", SAVE_CONFIG]
+        mounts = self.mounts()
+        if mounts:
+            args += ["-cm", ",".join(mounts)]
+        for key, value in sorted(self.job_env(cfg).items()):
+            args += ["-cb", f"export {key}={value}"]
+        params = self.slurm_params()
+        if params:
+            args += ["--additional_slurm_params", ";".join(params)]
         args += ["--detach", "false", "--golden_values_path", str(trial_dir / GOLDEN_FILE)]
         args += self._hydra_overrides(cfg)
         return args
@@ -217,34 +284,19 @@ class MegatronBridgeWorkload(Workload):
         if seq is not None and "model.seq_length" not in extras and "model.seq_length" not in extra_cmd:
             out.append(f"model.seq_length={_text(seq[0] if isinstance(seq, list) else seq)}")
         out += [f"{k}={_hydra_text(v)}" for k, v in extras.items() if v is not None]
-        out += [f"{k}={v}" for k, v in extra_cmd.items()]
+        out += [f"{k}={v}" if v else k for k, v in {**TENSORBOARD, **extra_cmd}.items()]
         return out
 
-    def container_prefix(self, cfg: TrialConfig) -> list[str]:
-        """`srun` with pyxis flags when the launcher itself must run in the container on a Slurm node."""
-        system = self.sweep.system
-        if system.container_runtime != "pyxis" or system.scheduler != "slurm":
-            return []
-        image = str(cfg.cmd_args.get("container_image") or "")
-        if not image:
-            raise InputError("a pyxis system needs a container image (or set container_runtime = 'none' "
-                             "in the system TOML)", file=str(self.sweep.source), field="cmd_args.container_image")
-        prefix = ["srun", f"--container-image={image}"]
-        mounts = [*system.container_mounts, *self.sweep.test.extra_container_mounts]
-        if mounts:
-            prefix.append(f"--container-mounts={','.join(mounts)}")
-        prefix.append("--no-container-mount-home")
-        return prefix + list(system.extra_srun_args)
-
     def build(self, cfg: TrialConfig, trial_dir: Path) -> JobSpec:
-        launcher = shlex.split(self.sweep.system.launcher or "python3")
+        """The launcher as a local process on the submit host; the job it submits holds the GPUs.
+
+        No time limit of dse's own: the launcher waits while its job queues, and the job carries the
+        trial's limit (-t), which Slurm enforces.
+        """
         script = f"{self.repo_root().rstrip('/')}/{SETUP_SCRIPT}"
-        argv = [*self.container_prefix(cfg), *launcher, script, *self.launcher_flags(cfg, trial_dir)]
-        env = dict(cfg.extra_env_vars)
-        env["NEMORUN_HOME"] = str(trial_dir)
-        limit = parse_time_limit(cfg.time_limit) * 60 if cfg.time_limit else None
-        return JobSpec(argv=argv, cwd=str(trial_dir), env=env, num_nodes=cfg.num_nodes,
-                       gpus_per_node=self.gpus_per_node(cfg), time_limit_s=limit)
+        argv = [*self.launcher(), script, *self.launcher_flags(cfg, trial_dir)]
+        return JobSpec(argv=argv, cwd=str(trial_dir), env={"NEMORUN_HOME": str(trial_dir)}, num_nodes=1,
+                       gpus_per_node=0, time_limit_s=None, submit_host=True)
 
     # ---- results ---------------------------------------------------------------------------------
     def collect(self, cfg: TrialConfig, trial_dir: Path, returncode: int | None) -> Outcome:
