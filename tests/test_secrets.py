@@ -42,9 +42,10 @@ gb = 128
 
 def _system(tmp_path: Path, scheduler: str = "local") -> Path:
     launcher = f"{sys.executable} {REPO / 'tests' / 'standin_launcher.py'}"
+    # megatron_bridge_path: no clone of the pinned repo (the stand-in ignores the script path it is given)
     return write_toml(tmp_path / "system.toml", f'scheduler = "{scheduler}"\ndefault_partition = "debug"\n'
                       f'gpus_per_node = 8\ncontainer_runtime = "none"\nlauncher = "{launcher}"\n'
-                      'poll_interval_s = 0.5\n')
+                      f'megatron_bridge_path = "{tmp_path / "mb"}"\npoll_interval_s = 0.5\n')
 
 
 def _grep_all(root: Path) -> list[Path]:
