@@ -153,6 +153,10 @@ class SweepRunner:
         kind = opts.executor or sweep.system.scheduler
         self.engine = TrialEngine(self.space, self.store, run_dir, Executor(kind, sweep.system), cache=cache,
                                   seed=self.seed, max_retries=test.max_retries)
+        cap = sweep.system.max_jobs_in_flight
+        self.parallel = min(opts.parallel, cap) if cap else opts.parallel
+        if self.parallel < opts.parallel:
+            print(f"note: --parallel {opts.parallel} capped at the system's max_jobs_in_flight = {cap}", flush=True)
         if opts.time_scale is not None:
             os.environ["DSE_SIM_TIME_SCALE"] = str(opts.time_scale)
         if not resumed:
@@ -198,7 +202,7 @@ class SweepRunner:
             while True:
                 progress.update(self.store.all, self.started)
                 while (stop.count == 0 and not exhausted and submitted < self.steps
-                       and len(self.engine.in_flight) < self.opts.parallel):
+                       and len(self.engine.in_flight) < self.parallel):
                     action = self.agent.ask()
                     if action is None:
                         exhausted = True

@@ -112,25 +112,6 @@ def test_kill_driver_then_resume_reattaches_slurm_jobs(tmp_path: Path) -> None:
     assert counts == [1, 1, 1, 1]  # the two jobs alive at the kill were re-attached, not resubmitted
 
 
-def test_megatron_bridge_job_on_slurm_with_standin_launcher(tmp_path: Path) -> None:
-    """The MegatronBridge job (GPU request, env without the token in any file) as a real Slurm job."""
-    from test_secrets import TOKEN, _grep_all, _sweep
-    from test_secrets import _system as mb_system
-
-    env = {**os.environ, "HF_TOKEN": TOKEN}
-    out = tmp_path / "o"
-    r = subprocess.run([sys.executable, "-m", "dse.cli", "run", str(_sweep(tmp_path)), "--system",
-                        str(mb_system(tmp_path, "slurm")), "--out", str(out), "--no-cache", "--parallel", "2"],
-                       capture_output=True, text=True, cwd=REPO, env=env, timeout=240)
-    assert r.returncode == 0, r.stdout + r.stderr
-    run = _run_dir(out)
-    df = load_trials(run)
-    assert set(df["status"]) == {"completed"}
-    for job_id in df["job_id"]:
-        assert wait_for(lambda j=str(job_id): "gres/gpu=8" in _sacct(j)[2], timeout_s=30), _sacct(str(job_id))
-    assert _grep_all(run) == [] and TOKEN not in r.stdout + r.stderr
-
-
 def test_scancel_counts_as_preemption_and_is_retried(tmp_path: Path) -> None:
     marker = tmp_path / "first-attempt"
     cmd = f"if [ ! -e {marker} ]; then touch {marker}; sleep 60; fi; {OK}"

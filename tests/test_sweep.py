@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, wait_for_submission, write_toml
+from conftest import REPO, make_test, sweep_from, wait_for_submission, write_toml
 
 from dse.table import load_trials
 
@@ -227,3 +227,13 @@ def test_agent_hears_values_in_agent_metrics_order(tmp_path: Path) -> None:
     oom = SimpleNamespace(status="failed", metrics={}, reward=None, reason="out-of-memory")
     result = runner._result(oom)
     assert result.values == [] and not result.ok and result.infeasible
+
+
+def test_system_max_jobs_in_flight_caps_parallel(tmp_path: Path) -> None:
+    from dse.spec import SystemConfig
+    from dse.sweep import RunOptions, SweepRunner
+
+    sweep = sweep_from(make_test({"command": "true", "x": [1, 2, 3]}, workload="Command"))
+    sweep.system = SystemConfig.model_validate({"max_jobs_in_flight": 2})
+    runner = SweepRunner(sweep, tmp_path / "run", RunOptions(parallel=5, out=tmp_path, no_cache=True))
+    assert runner.parallel == 2
