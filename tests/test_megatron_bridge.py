@@ -99,7 +99,8 @@ def test_golden_command_and_script(monkeypatch: pytest.MonkeyPatch) -> None:
     assert argv[argv.index("-t") + 1] == "00:45:00"
     assert argv[argv.index("-cb"):][:4] == ["-cb", "export NCCL_ALGO=Tree", "-cb", "export NCCL_DEBUG=INFO"]
     assert argv[argv.index("-cm") + 1].endswith(":/opt/Megatron-Bridge,/lustre/cache:/cache,/lustre/data:/data")
-    assert argv[argv.index("--additional_slurm_params") + 1] == "gpus-per-node=8;gres=gpu:8;mpi=pmix"
+    assert argv[argv.index("--additional_slurm_params") + 1] == "gpus-per-node=8;gres=gpu:8"
+    assert argv[argv.index("-cs") + 1] == "--mpi=pmix"  # an srun argument, not an sbatch directive
 
 
 def test_every_cmd_args_field_has_a_mapping() -> None:
@@ -172,10 +173,13 @@ def test_user_extra_cmd_args_win_over_tensorboard_defaults() -> None:
     assert [a for a in argv if a.startswith("logger.tensorboard_dir=")] == ["logger.tensorboard_dir=/mine"]
 
 
-def test_test_extra_srun_args_become_slurm_params() -> None:
-    sweep = sweep_from(make_test(BASE, workload="MegatronBridge", extra_srun_args="--exclusive --nodelist=n[1-2]"))
+def test_srun_args_go_to_the_jobs_srun_and_sbatch_args_to_its_directives() -> None:
+    sweep = sweep_from(make_test(BASE, workload="MegatronBridge", extra_srun_args="--cpu-bind=none"))
+    sweep.system = SystemConfig.model_validate({"extra_srun_args": ["--mpi=pmix"],
+                                                "extra_sbatch_args": ["--exclusive", "--nodelist=n[1-2]"]})
     argv = MegatronBridgeWorkload(sweep).build(resolve(sweep, {}), TRIAL_DIR).argv
     assert argv[argv.index("--additional_slurm_params") + 1] == "exclusive;nodelist=n[1-2]"
+    assert argv[argv.index("-cs") + 1] == "--mpi=pmix,--cpu-bind=none"
 
 
 def test_bools_store_true_and_lists() -> None:

@@ -212,13 +212,22 @@ class MegatronBridgeWorkload(Workload):
         return {**self.sweep.system.env, **cfg.extra_env_vars}
 
     def slurm_params(self) -> list[str]:
-        """--additional_slurm_params items: GPU directives, then the system's and the test's srun args."""
-        system, test = self.sweep.system, self.sweep.test
+        """--additional_slurm_params items (sbatch directives of the training job): GPUs, extra sbatch args."""
+        system = self.sweep.system
         params = [f"gpus-per-node={system.gpus_per_node}", f"gres=gpu:{system.gpus_per_node}"] \
             if system.gpus_per_node else []
-        params += srun_args_as_slurm_params(list(system.extra_srun_args))
-        params += srun_args_as_slurm_params(test.extra_srun_args)
-        return params
+        return params + srun_args_as_slurm_params(list(system.extra_sbatch_args))
+
+    def srun_args(self) -> list[str]:
+        """-cs items: the system's and the test's srun arguments, for the job's srun.
+
+        CloudAI turns them into --additional_slurm_params, i.e. sbatch directives, where an srun-only
+        argument such as --mpi=pmix is refused by sbatch; v0.3.0's -cs is the srun's own list.
+        """
+        test = self.sweep.test
+        extra = shlex.split(test.extra_srun_args) if isinstance(test.extra_srun_args, str) \
+            else [t for a in test.extra_srun_args for t in shlex.split(a)]
+        return [t for a in self.sweep.system.extra_srun_args for t in shlex.split(a)] + extra
 
     def launcher_flags(self, cfg: TrialConfig, trial_dir: Path) -> list[str]:
         """setup_experiment.py's arguments: cluster flags, the user's fields, then Hydra overrides."""
@@ -261,6 +270,9 @@ class MegatronBridgeWorkload(Workload):
         params = self.slurm_params()
         if params:
             args += ["--additional_slurm_params", ";".join(params)]
+        srun = self.srun_args()
+        if srun:
+            args += ["-cs", ",".join(srun)]
         args += ["--detach", "false", "--golden_values_path", str(trial_dir / GOLDEN_FILE)]
         args += self._hydra_overrides(cfg)
         return args
