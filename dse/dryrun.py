@@ -36,7 +36,11 @@ def dry_run(sweep: Sweep, n: int = 3, out: Path | None = None, agent: str | None
         script = scrub_text(spec.script())
         (trial_dir / "command.sh").write_text(script)
         print(f"\n# trial {trial}: {action}" + (f" env {env}" if env else ""))
-        print(f"# nodes {spec.num_nodes}, gpus/node {spec.gpus_per_node}, time limit "
-              f"{spec.time_limit_s or 'none'} s, scheduler {sweep.system.scheduler}")
+        if spec.submit_host:
+            print(f"# runs on the submit host (no allocation of its own); it submits the training job: "
+                  f"{cfg.num_nodes} node(s), time limit {cfg.time_limit or 'the system default'}")
+        else:
+            print(f"# nodes {spec.num_nodes}, gpus/node {spec.gpus_per_node}, time limit "
+                  f"{spec.time_limit_s or 'none'} s, scheduler {sweep.system.scheduler}")
         print(script, end="")
     return 0

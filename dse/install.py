@@ -44,9 +44,10 @@ class InstallReport:
     lines: list[str] = field(default_factory=list)
 
 
-def _key(*parts: str) -> str:
+def _key(*parts: str, name: str | None = None) -> str:
+    """A folder name: readable (`name`, else the last part) and unique (a digest of every part)."""
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-    tail = re.sub(r"[^A-Za-z0-9._-]+", "-", parts[-1])[:40].strip("-.") or "x"
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "-", name or parts[-1])[:40].strip("-.") or "x"
     return f"{tail}-{digest}"
 
 
@@ -77,7 +78,7 @@ def checkout_path(repo: GitRepo, home: Path | None = None) -> Path:
 
 def launcher_venv_python(home: Path | None = None, requirements: tuple[str, ...] = NEMO_RUN_REQUIREMENTS) -> Path:
     """The launcher venv's python (made by `launcher_python`)."""
-    return (home or dse_home()) / "venvs" / _key(*requirements) / "bin" / "python"
+    return (home or dse_home()) / "venvs" / _key(*requirements, name=requirements[0]) / "bin" / "python"
 
 
 def cached_image(image: str, home: Path | None = None) -> str:

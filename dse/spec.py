@@ -545,7 +545,8 @@ class SystemConfig(BaseModel):
     cpus_per_task: int | None = None
     mem_gb: int | None = None
     time_limit: str | None = None
-    container_runtime: Literal["pyxis", "none"] = "pyxis"
+    container_runtime: Literal["pyxis", "none"] = "pyxis"  # accepted for older system TOMLs; the launcher's job
+    # gets its container from -i (MegatronBridge trials no longer run under dse's own srun)
     container_mounts: list[str] = Field(default_factory=list)
     extra_sbatch_args: list[str] = Field(default_factory=list)
     extra_srun_args: list[str] = Field(default_factory=list)

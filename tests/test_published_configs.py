@@ -14,7 +14,6 @@ from dse.presets import PRESETS
 from dse.published import PUBLISHED_26_02, PublishedRow
 from dse.space import SweepSpace
 
-
 assert len({r.label for r in PUBLISHED_26_02}) == 29  # the whole 26.02 table, each row once
 
 

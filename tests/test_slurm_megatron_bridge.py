@@ -34,7 +34,7 @@ def _cluster() -> None:
     require_slurm()
 
 
-def _sweep(tmp_path: Path, url: str, tag: str, mbs: str = "[1, 2, 4]", gpus: int = 4) -> Path:
+def _sweep(tmp_path: Path, url: str, tag: str, mbs: str = "[1, 2, 4]", gpus: int = 4, env: str = "") -> Path:
     return write_toml(tmp_path / "mb.toml", f"""
 name = "mb_standin"
 test_template_name = "MegatronBridge"
@@ -45,6 +45,7 @@ commit = "{tag}"
 mount_as = "/opt/Megatron-Bridge"
 [extra_env_vars]
 DSE_PROBE = "probe:${{SLURM_JOB_ID}}"
+{env}
 [cmd_args]
 gpu_type = "h100"
 num_gpus = {gpus}
@@ -170,3 +171,15 @@ def test_kill_driver_and_launchers_then_resume_follows_the_training_jobs(tmp_pat
     assert set(df["status"]) == {"completed"} and len(df) == 3
     ids = sorted(str(j) for j in df["job_id"])
     assert wait_for(lambda: sorted(j for j, *_ in _sacct_jobs(since, tmp_path)) == ids, timeout_s=30), _sacct_jobs(since, tmp_path)
+
+
+def test_out_of_memory_in_the_training_job_is_an_expected_finding(tmp_path: Path) -> None:
+    url, tag = make_standin_repo(tmp_path / "src")
+    out = tmp_path / "o"
+    r = _dse(tmp_path, "run", str(_sweep(tmp_path, url, tag, mbs="2", env='STANDIN_OOM = ["0", "1"]')), "--system",
+             str(_system(tmp_path)), "--out", str(out), "--parallel", "2")
+    assert r.returncode == 0, r.stdout + r.stderr  # out-of-memory is a finding, not a failure of the sweep
+    df = load_trials(_run_dir(out)).set_index("param.extra_env_vars.STANDIN_OOM")
+    assert df.loc["0", "status"] == "completed"
+    assert df.loc["1", "status"] == "failed" and str(df.loc["1", "error"]).startswith("out-of-memory")
+    assert str(df.loc["1", "job_id"]).isdigit()
