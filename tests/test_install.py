@@ -65,3 +65,17 @@ def test_a_commit_that_does_not_exist_is_one_line_exit_2(tmp_path: Path) -> None
     assert len(lines) == 1 and "git_repos" in lines[0] and "v9.9.9-nope" in lines[0], err
     repos = tmp_path / "home" / "repos"
     assert not repos.exists() or not any(repos.iterdir())  # no half-made checkout left behind
+
+
+def test_an_image_url_is_passed_as_is_when_enroot_is_missing(tmp_path: Path) -> None:
+    """This machine has no enroot: `dse install` says the URL is passed, and the launch uses the URL."""
+    import shutil
+
+    assert shutil.which("enroot") is None
+    url, tag = make_standin_repo(tmp_path / "src")
+    sweep = _sweep(tmp_path, url, tag)
+    sweep.write_text(sweep.read_text().replace("[cmd_args]\n", '[cmd_args]\ncontainer_image = "nvcr.io#nvidia/nemo:26.02.00"\n'))
+    p = _dse(tmp_path, "install", str(sweep), "--system", str(_system(tmp_path)))
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "image: nvcr.io#nvidia/nemo:26.02.00 passed as a URL (enroot not found" in out
