@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from agents.base import TrialResult, create_sweep_agent
 from dse.errors import InputError
 from dse.executors import Executor
-from dse.hashing import redact
+from dse.hashing import redact, scrub_secrets
 from dse.install import install_sweep
 from dse.metrics import DETERMINISTIC_FAILURES
 from dse.space import SweepSpace
@@ -32,6 +33,7 @@ from dse.tomlwrite import dumps
 from dse.trials import Finished, TrialEngine
 
 FAILED_STATES = ("failed", "timeout", "preempted")
+EXPORT_EVERY_S = 2.0
 
 
 @dataclass
@@ -162,6 +164,7 @@ class SweepRunner:
         if not resumed:
             self._write_run_files()
         self.started = time.time()
+        self._dirty, self._exported = False, 0.0
 
     def _write_run_files(self) -> None:
         data = _sweep_data(self.sweep)
@@ -215,8 +218,9 @@ class SweepRunner:
                     break
                 for fin in self.engine.poll():
                     self._on_finished(fin)
+                self._write_outputs(force=False)
                 time.sleep(min(self.sweep.system.poll_interval_s, 0.2) if self.engine.in_flight else 0)
-        self._write_outputs()
+        self._write_outputs(force=True)
         recs = self.store.all()
         left = [r for r in recs if r.status in ("running", "pending")]
         failed = [r for r in recs if r.status in FAILED_STATES]
@@ -270,9 +274,19 @@ class SweepRunner:
         elapsed = time.time() - self.started
         shown = ", ".join(f"{k}={v:.4g}" for k, v in rec.metrics.items()) or (rec.error or "")[:120]
         print(f"[{elapsed:7.1f}s] trial {rec.trial:>4} {rec.status:<10} {rec.action} {shown}", flush=True)
-        self._write_outputs()
+        self._dirty = True
+        self._write_outputs(force=False)
 
-    def _write_outputs(self) -> None:
+    def _write_outputs(self, force: bool = True) -> None:
+        """trials.csv and best.toml from the store; during the loop at most every EXPORT_EVERY_S seconds.
+
+        Rebuilding the table after every trial made the driver's cost per trial grow with the sweep; the
+        store (trials.db) is written per trial, so nothing is lost between exports.
+        """
+        now = time.monotonic()
+        if not force and (not self._dirty or now - self._exported < EXPORT_EVERY_S):
+            return
+        self._dirty, self._exported = False, now
         recs = self.store.all()
         df = frame(recs, self.space.agent.names, self.space.env.names, list(self.sweep.test.agent_metrics))
         write_csv_atomic(df, self.run_dir / "trials.csv")
@@ -281,8 +295,19 @@ class SweepRunner:
             (self.run_dir / "best.toml").write_text(best_toml(self.store.get_meta("sweep_data"), best))
 
 
+def safe_dir_name(name: str, limit: int = 100) -> str:
+    """`name` as one directory name: secrets scrubbed, only [A-Za-z0-9._-] (any other run of characters is
+    one `_`), no run of dots (never `..`), no leading dot or dash, at most `limit` characters, never empty."""
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", scrub_secrets(str(name)))
+    text = re.sub(r"\.{2,}", ".", text)
+    text = text.lstrip("._-")[:limit].rstrip("._-")
+    return text or "sweep"
+
+
 def new_run_dir(out: Path, name: str) -> Path:
+    """A new run directory `OUT/<safe name>-<YYYYmmdd-HHMMSS>[-n]` (always directly under `out`)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = safe_dir_name(name)
     path = out / f"{name}-{stamp}"
     n = 1
     while path.exists():

@@ -38,14 +38,15 @@ def frame(records: Sequence[TrialRecord], params: Sequence[str], envs: Sequence[
         row.update({f"param.{p}": r.action.get(p) for p in params})
         row.update({f"env.{e}": r.env.get(e) for e in envs})
         row.update({f"metric.{m}": r.metrics.get(m, math.nan) for m in metrics})
-        row.update({"job_id": r.job_id, "attempts": r.attempts,
-                    "started_at": pd.to_datetime(r.started_at, unit="s") if r.started_at else pd.NaT,
-                    "finished_at": pd.to_datetime(r.finished_at, unit="s") if r.finished_at else pd.NaT,
-                    "duration_s": r.duration_s, "error": r.error})
+        row.update({"job_id": r.job_id, "attempts": r.attempts, "started_at": r.started_at or None,
+                    "finished_at": r.finished_at or None, "duration_s": r.duration_s, "error": r.error})
         rows.append(row)
     columns = [*FIXED_FRONT, *(f"param.{p}" for p in params), *(f"env.{e}" for e in envs),
                *(f"metric.{m}" for m in metrics), *FIXED_BACK]
-    return pd.DataFrame(rows, columns=columns)
+    df = pd.DataFrame(rows, columns=columns)
+    for col in ("started_at", "finished_at"):  # one conversion per column, not per row: the driver writes often
+        df[col] = pd.to_datetime(pd.to_numeric(df[col], errors="coerce"), unit="s")
+    return df
 
 
 def _schema(store: TrialStore) -> tuple[list[str], list[str], list[str]]:

@@ -237,3 +237,23 @@ def test_system_max_jobs_in_flight_caps_parallel(tmp_path: Path) -> None:
     sweep.system = SystemConfig.model_validate({"max_jobs_in_flight": 2})
     runner = SweepRunner(sweep, tmp_path / "run", RunOptions(parallel=5, out=tmp_path, no_cache=True))
     assert runner.parallel == 2
+
+
+def test_driver_exports_the_table_at_most_every_few_seconds_not_per_trial(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rebuilding trials.csv after every trial made the driver's cost per trial grow with the sweep
+    (issue 13 #10); the store is written per trial, the exports are debounced (benchmarks/bench_driver.py)."""
+    import dse.sweep as sweep_mod
+    from dse.sweep import RunOptions, SweepRunner
+
+    writes: list[int] = []
+    real = sweep_mod.write_csv_atomic
+    monkeypatch.setattr(sweep_mod, "write_csv_atomic", lambda df, path: (writes.append(len(df)), real(df, path)))
+    monkeypatch.setattr(sweep_mod, "EXPORT_EVERY_S", 1e9)
+    cmd = {"command": "echo '{{\"step-time\": {x}}}' > metrics.json", "x": list(range(1, 61))}
+    sweep = sweep_from(make_test(cmd, workload="Command", agent_steps=60, agent_metrics=["step-time"]))
+    runner = SweepRunner(sweep, tmp_path / "run", RunOptions(parallel=4, out=tmp_path, no_cache=True,
+                                                             executor="debug"))
+    assert runner.run() == 0
+    assert writes == [60]  # one export at the end, with every row
+    assert len(pd.read_csv(tmp_path / "run" / "trials.csv")) == 60
