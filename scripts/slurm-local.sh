@@ -17,7 +17,8 @@ PARTITION=debug
 NODE=$(hostname -s)
 NGPU=8
 MIN_CPUS=16 # declared CPUs (config_overrides) so that 8-way parallel tests fit on a 2-core machine
-ETC=/etc/slurm
+ETC=${DSE_SLURM_ETC:-/etc/slurm} # where Slurm clients look; overridable for the script's own tests
+ETC_FILES=(slurm.conf gres.conf cgroup.conf)
 CONF=$DIR/conf
 RUN=$DIR/run
 LOGS=$DIR/log
@@ -192,14 +193,38 @@ EOF
     chmod 600 "$CONF/slurmdbd.conf"
 
     # Clients (sbatch, sinfo, sacct, submitit) read /etc/slurm/slurm.conf unless SLURM_CONF is set.
-    mkdir -p "$ETC"
-    local f
-    for f in slurm.conf gres.conf cgroup.conf; do
-        if [[ -e $ETC/$f && ! -L $ETC/$f ]]; then
-            die "$ETC/$f exists and is not ours (a symlink into $CONF); move it away first"
+    if [[ ! -d $ETC ]]; then
+        mkdir -p "$ETC"
+        touch "$DIR/.created-etc" # stop removes the folder again when it is empty
+    fi
+    local f target
+    for f in "${ETC_FILES[@]}"; do
+        if [[ -L $ETC/$f ]]; then
+            target=$(readlink "$ETC/$f")
+            [[ $target == "$CONF/$f" ]] ||
+                log "taking over $ETC/$f: it linked to $target (left by an earlier slurm-local.sh)"
+        elif [[ -e $ETC/$f ]]; then
+            if grep -q "^# Written by scripts/slurm-local.sh" "$ETC/$f" 2>/dev/null; then
+                log "taking over $ETC/$f: a copy this script wrote earlier"
+            else
+                die "$ETC/$f exists and was not written by this script; move it away first"
+            fi
         fi
         ln -sfn "$CONF/$f" "$ETC/$f"
     done
+}
+
+# Undo what start did to /etc/slurm: our links go, and the folder too when start created it and it is
+# empty, so later Slurm clients on this machine do not talk to a stopped cluster.
+unlink_etc() {
+    local f
+    for f in "${ETC_FILES[@]}"; do
+        if [[ -L $ETC/$f && $(readlink "$ETC/$f") == "$CONF/$f" ]]; then rm -f "$ETC/$f"; fi
+    done
+    if [[ -f $DIR/.created-etc ]]; then
+        rmdir "$ETC" 2>/dev/null && rm -f "$DIR/.created-etc"
+    fi
+    return 0
 }
 
 start_munged() {
@@ -366,6 +391,7 @@ cmd_start() {
 cmd_stop() {
     local i
     for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do stop_daemon "${DAEMONS[i]}"; done
+    unlink_etc
     log "stopped"
 }
 

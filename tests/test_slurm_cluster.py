@@ -12,6 +12,7 @@ it waits, and `test_time_limit_fires_as_timeout` (last) collects it. The file ta
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -132,3 +133,31 @@ def test_time_limit_fires_as_timeout(cluster: Cluster) -> None:
     assert info["Timelimit"] == "00:01:00"
     assert int(info["ElapsedRaw"]) >= 60
     assert SlurmInfoWatcher(delay_s=1).get_state(job_id, mode="force") == "TIMEOUT"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="slurm-local.sh start/stop need root")
+def test_stop_leaves_etc_slurm_as_it_found_it(tmp_path: Path) -> None:
+    """`stop` removes the /etc/slurm links `start` made (and the folder it created), not foreign files.
+
+    Run against a scratch state folder and a scratch /etc/slurm (no daemons there to stop), so the
+    cluster the other tests use keeps running.
+    """
+    state, etc = tmp_path / "state", tmp_path / "etc-slurm"
+    conf = state / "conf"
+    conf.mkdir(parents=True)
+    etc.mkdir()
+    (state / ".created-etc").touch()
+    for name in ("slurm.conf", "gres.conf", "cgroup.conf"):
+        (conf / name).write_text("# Written by scripts/slurm-local.sh\n")
+        (etc / name).symlink_to(conf / name)
+    env = {**os.environ, "DSE_SLURM_DIR": str(state), "DSE_SLURM_ETC": str(etc)}
+    script = Path(__file__).resolve().parents[1] / "scripts" / "slurm-local.sh"
+    r = subprocess.run([str(script), "stop"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not etc.exists()  # our links gone, and the folder start created
+    etc.mkdir()
+    (etc / "slurm.conf").write_text("ClusterName=theirs\n")  # somebody else's cluster: left alone
+    (etc / "gres.conf").symlink_to(conf / "gres.conf")
+    r = subprocess.run([str(script), "stop"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in etc.iterdir()) == ["slurm.conf"]
