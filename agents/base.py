@@ -175,8 +175,13 @@ def get_agent_class(name: str) -> type[Agent]:
 
 def create_sweep_agent(name: str, space: SweepSpace, *, steps: int, seed: int, storage_dir: Path | None) -> Agent:
     """The agent a sweep asks for, configured from it (agent_config, one objective direction per agent metric):
-    one place, so `dse dry-run` builds, and refuses, exactly what `dse run` would."""
+    one place, so `dse dry-run` builds, and refuses, exactly what `dse run` would. An unknown `name` (from
+    `--agent`; the sweep's own `agent` was checked when it was read) is an InputError listing the known agents."""
     test = space.sweep.test
+    if name not in agent_names():
+        own = name == test.agent
+        raise InputError(f"unknown agent '{name}'; known agents: {', '.join(agent_names())}",
+                         file=str(space.sweep.source) if own else None, field="agent" if own else "--agent")
     return create_agent(name, space, steps=steps, seed=seed, config=dict(test.agent_config or {}),
                         storage_dir=storage_dir, study_name=space.sweep.name,
                         directions=metric_directions(test.agent_metrics))

@@ -2,7 +2,7 @@
 
 Every executor runs the same job function, `run_job`, which starts the workload's program with its
 stdout/stderr in the trial folder and enforces the time limit. Secrets are not in the pickled job: the
-job inherits them from the driver's environment.
+job inherits them from the driver's environment (see `JobSpec.secret_env`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import math
 import os
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,16 +22,30 @@ import submitit
 
 from dse.launched_jobs import LaunchedJob
 from dse.spec import SystemConfig, parse_time_limit
-from dse.workloads.base import STDERR, STDOUT, JobSpec
+from dse.workloads.base import SECRET_CARRIER_PREFIX, STDERR, STDOUT, JobSpec
 
 TIMEOUT_RC = 124
+MISSING_SECRET_RC = 1  # a secret the job needs was not in its inherited environment
 
 
 def run_job(spec: JobSpec) -> int:
-    """The job body: run the program, return its exit code (124 when it ran past its time limit)."""
-    env = {**os.environ, **spec.env}
+    """The job body: run the program, return its exit code (124 when it ran past its time limit).
+
+    The program's environment is the one the job inherited, plus `spec.env`, plus each of `spec.secret_env`
+    taken from the inherited carrier variable the driver set (the carriers themselves are not passed on).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_CARRIER_PREFIX)}
+    env.update(spec.env)
+    secret_env = getattr(spec, "secret_env", None) or {}
+    missing = sorted(name for name, carrier in secret_env.items() if carrier not in os.environ)
+    env.update({name: os.environ[carrier] for name, carrier in secret_env.items() if carrier in os.environ})
     cwd = Path(spec.cwd)
     with open(cwd / STDOUT, "w") as out, open(cwd / STDERR, "w") as err:
+        if missing:
+            err.write(f"[dse] not started: the secret environment variable(s) {', '.join(missing)} did not reach "
+                      "the job; dse passes secrets only through the environment the job inherits from the "
+                      "driver (a scheduler option such as --export=NONE drops it)\n")
+            return MISSING_SECRET_RC
         cmd: Any = spec.argv[0] if spec.shell else spec.argv
         proc = subprocess.Popen(cmd, shell=spec.shell, cwd=cwd, env=env, stdout=out, stderr=err,
                                 start_new_session=True)
@@ -168,7 +184,10 @@ class Executor:
             local = Executor("debug" if self.kind == "debug" else "local", self.system)
             return LaunchedJobHandle(LaunchedJob(local.submit(_plain(spec), folder), folder.parent))
         ex = self._make(folder, spec)
-        return JobHandle(ex.submit(run_job, spec))
+        if self.kind != "local":
+            return JobHandle(ex.submit(run_job, spec))
+        with _terminal_sigint_ignored():  # the job's processes inherit it: a Ctrl-C reaches only the driver
+            return JobHandle(ex.submit(run_job, spec))
 
     def attach(self, job_id: str, folder: Path, submit_host: bool = False) -> JobHandle | None:
         """Re-attach to a job submitted by an earlier driver (resume)."""
@@ -181,6 +200,21 @@ class Executor:
         if self.kind == "local" and job_id.isdigit():
             return JobHandle(_OrphanLocalJob(folder, job_id))
         return None
+
+
+@contextlib.contextmanager
+def _terminal_sigint_ignored() -> Iterator[None]:
+    """SIGINT blocked while a local job is started: the blocked mask is inherited across fork and exec, so
+    the job does not die of the Ctrl-C a terminal sends to the whole foreground process group. Blocked, not
+    ignored: a Ctrl-C meant for the driver during the submission stays pending and is delivered after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _plain(spec: JobSpec) -> JobSpec:

@@ -38,6 +38,14 @@ _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
 }
 _FUNCS = {"min", "max", "abs"}
 MAX_LENGTH = 2000
+MAX_DEPTH = 200  # nesting of the parsed expression: the evaluator recurses once per level
+MAX_SEQUENCE = 10_000  # characters of a string (items of a list) an operation may build, per value
+MAX_TOTAL = 10_000_000  # ... and over a whole block of points
+MAX_INT_BITS = 1024  # bits of an integer a product or power may build (past a float's range: no use to a rule)
+
+
+class _TooLarge(ValueError):
+    """An operation would build a value too large to evaluate (memory, time)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,9 @@ class Expression:
                 value = _Evaluator(env, bad).visit(self.tree.body)
             except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
                 raise InputError(f"cannot evaluate '{self.text}': {exc}", field="constraints") from None
+            except (MemoryError, RecursionError) as exc:
+                raise InputError(f"cannot evaluate '{self.text}': {type(exc).__name__}",
+                                 field="constraints") from None
         result = np.asarray(value).astype(bool) if not isinstance(value, bool) else value
         for mask in bad:
             result = np.logical_and(result, np.logical_not(mask))
@@ -75,12 +86,53 @@ def parse_expression(text: str) -> Expression:
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         msg = getattr(exc, "msg", None) or str(exc)
         raise InputError(f"'{text}' is not a valid expression: {msg}", field="constraints") from None
+    depth = _depth(tree.body)
+    if depth > MAX_DEPTH:
+        raise InputError(f"'{_short(text)}' nests too deeply ({depth} levels, at most {MAX_DEPTH})",
+                         field="constraints")
     names: set[str] = set()
     try:
         _check(tree.body, names)
     except RecursionError:
-        raise InputError(f"'{text}' nests too deeply", field="constraints") from None
+        raise InputError(f"'{_short(text)}' nests too deeply", field="constraints") from None
+    try:
+        _fold_constants(tree.body)
+    except _TooLarge as exc:
+        raise InputError(f"'{_short(text)}': {exc}", field="constraints") from None
     return Expression(text=text, tree=tree, names=frozenset(names))
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _depth(root: ast.AST) -> int:
+    """Nesting depth of a tree, without recursion (a chain of 500 `not` must not exhaust the stack here)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)))
+    return deepest
+
+
+def _fold_constants(node: ast.AST) -> None:
+    """Evaluate every operation on constants alone once, so that one too large to build (`'ab' * 99999999`,
+    `'a' * 10**10`) is refused when the constraint is read; other errors are left to the evaluation."""
+    if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)) and not any(
+            isinstance(n, (ast.Name, ast.Attribute)) for n in ast.walk(node)):
+        try:
+            with np.errstate(all="ignore"):
+                _Evaluator({}, []).visit(node)
+        except _TooLarge:
+            raise
+        except Exception:  # noqa: BLE001 - a type error and the like is the evaluation's to report
+            pass
+        return
+    for child in ast.iter_child_nodes(node):
+        _fold_constants(child)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -175,8 +227,12 @@ class _Evaluator(ast.NodeVisitor):
             if np.any(zero):
                 self.bad.append(zero)
                 right = np.where(zero, 1, right)
-        if isinstance(node.op, ast.Pow) and np.any(np.abs(np.asarray(right, dtype=float)) > 64):
-            raise ValueError("exponent larger than 64")
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
+        elif isinstance(node.op, ast.Mult):
+            _check_int_bits(_int_bits(left) + _int_bits(right))
+        if isinstance(node.op, (ast.Mult, ast.Add)):
+            _check_sequence(node.op, left, right)
         return _BINOPS[type(node.op)](left, right)
 
     def visit_Compare(self, node: ast.Compare) -> Any:
@@ -229,3 +285,69 @@ class _Evaluator(ast.NodeVisitor):
 
     def generic_visit(self, node: ast.AST) -> Any:  # pragma: no cover - whitelist forbids others
         raise ValueError(f"{type(node).__name__} not allowed")
+
+
+def _int_bits(value: Any) -> int:
+    """Bits of the largest Python integer in `value` (a scalar or an object array); 0 for anything else
+    (numpy's fixed-size integers wrap around instead of growing)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value).bit_length()
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        return max((abs(v).bit_length() for v in value.flat if isinstance(v, int) and not isinstance(v, bool)),
+                   default=0)
+    return 0
+
+
+def _check_int_bits(bits: int) -> None:
+    if bits > MAX_INT_BITS:
+        raise _TooLarge(f"a number of about {bits:,} bits is too large (more than {MAX_INT_BITS:,})")
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    exponents = np.abs(np.asarray(exponent, dtype=float))
+    if np.any(exponents > 64):
+        raise ValueError("exponent larger than 64")
+    bits = _int_bits(base)
+    if bits > 1 and exponents.size:
+        _check_int_bits(bits * int(exponents.max()))
+
+
+def _lengths(value: Any) -> Any:
+    """Length of each string, list or tuple in `value` (a scalar or an array); None when there is none."""
+    if isinstance(value, (str, bytes, list, tuple)):
+        return len(value)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "US":
+            return np.char.str_len(value)
+        if value.dtype.kind == "O":
+            lens = np.frompyfunc(lambda v: len(v) if isinstance(v, (str, bytes, list, tuple)) else -1, 1, 1)(value)
+            lens = np.asarray(lens, dtype=np.int64)
+            return lens if np.any(lens >= 0) else None
+    return None
+
+
+def _check_sequence(op: ast.operator, left: Any, right: Any) -> None:
+    """Refuse `s * n` and `s + t` on strings or lists whose result would pass MAX_SEQUENCE (per value) or
+    MAX_TOTAL (over an array of points), before building it."""
+    left_len, right_len = _lengths(left), _lengths(right)
+    if left_len is None and right_len is None:
+        return
+    if isinstance(op, ast.Add):
+        if left_len is None or right_len is None:
+            return  # not a concatenation: the operation raises a type error of its own
+        size = np.add(np.maximum(left_len, 0), np.maximum(right_len, 0), dtype=np.float64)
+    else:
+        seq, times = (left_len, right) if left_len is not None else (right_len, left)
+        try:
+            count = np.asarray(times, dtype=np.float64)
+        except (TypeError, ValueError):
+            return  # a list times a string: the operation raises a type error of its own
+        size = np.multiply(np.maximum(seq, 0), np.maximum(count, 0))
+    size = np.asarray(size, dtype=np.float64)
+    largest = float(size.max()) if size.size else 0.0
+    if largest > MAX_SEQUENCE:
+        raise _TooLarge(f"a string or list of {largest:,.0f} characters or items is too large "
+                        f"(more than {MAX_SEQUENCE:,})")
+    if float(size.sum()) > MAX_TOTAL:
+        raise _TooLarge(f"strings or lists of {float(size.sum()):,.0f} characters or items in all are too large "
+                        f"(more than {MAX_TOTAL:,})")

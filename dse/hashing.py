@@ -14,12 +14,15 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
 HASH_LENGTH = 16
 REDACTED = "***"
+# A literal secret shorter than this is not replaced inside text (a 1-character "token" would mangle every
+# message); real tokens are far longer, and `hf_...` tokens are caught by their pattern at any length >= 20.
+MIN_SECRET_LENGTH = 8
 
 # Applied to a key in snake case (see `is_secret_key`). `*token` must not catch `tokenizer_model`,
 # `use_tokendrop`, `calculate_per_token_loss` or `max_tokens`, which change the result.
@@ -32,8 +35,9 @@ SECRET_KEY_PATTERN: re.Pattern[str] = re.compile(
     """,
     re.IGNORECASE | re.VERBOSE,
 )
-# Secret-looking pieces inside string values: Hugging Face tokens and `NAME=value` / `--name value`.
-_HF_TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+# Secret-looking pieces inside string values: Hugging Face tokens and `NAME=value` / `--name value`. A token
+# is found wherever it starts that no letter or digit precedes (`run_hf_...`, `x=hf_...`, `/hf_...`).
+_HF_TOKEN_VALUE = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{20,}")
 _ASSIGNMENT = re.compile(r"(?<![\w.])(?P<key>[A-Za-z_][\w.\-]*)=(?=(?P<val>[^\s,;'\"&]+))")
 _FLAG_VALUE = re.compile(
     r"(?<![\w\-])(?P<dash>--?)(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>\s+)(?!-)(?P<val>[^\s,;'\"]+)"
@@ -75,18 +79,47 @@ def scrub_text(text: str) -> str:
     )
 
 
-def redact(obj: Any) -> Any:
-    """Deep copy with secret-keyed values replaced by `"***"` (for files, logs and tables)."""
+def known_secrets() -> tuple[str, ...]:
+    """Literal secret values this process knows: the resolved HF token (`HF_TOKEN`, or the file named by
+    `HF_TOKEN_PATH`), which need not look like `hf_...`."""
+    from dse.spec import resolve_hf_token  # here: dse.spec imports dse.errors, which uses this module
+
+    token = resolve_hf_token()
+    return (token,) if len(token) >= MIN_SECRET_LENGTH else ()
+
+
+def scrub_secrets(text: str, secrets: Iterable[str] | None = None) -> str:
+    """`scrub_text`, and every literal occurrence of a known secret (default: `known_secrets()`) replaced."""
+    text = scrub_text(text)
+    for secret in known_secrets() if secrets is None else secrets:
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def is_secret_env(name: str, value: str, secrets: Iterable[str] | None = None) -> bool:
+    """Whether an environment variable holds a secret: a secret name (`MY_TOKEN`, `WANDB_API_KEY`), or a value
+    with a secret in it (an `hf_...` token, `--token=...`, the resolved HF token)."""
+    return is_secret_key(name) or scrub_secrets(str(value), secrets) != str(value)
+
+
+def redact(obj: Any, secrets: Iterable[str] | None = None) -> Any:
+    """Deep copy with secret-keyed values replaced by `"***"` and secrets inside strings (`scrub_secrets`)
+    replaced (for files, logs and tables)."""
+    return _redact(obj, tuple(known_secrets() if secrets is None else secrets))
+
+
+def _redact(obj: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(obj, Mapping):
-        return {k: (REDACTED if is_secret_key(k) else redact(v)) for k, v in obj.items()}
+        return {k: (REDACTED if is_secret_key(k) else _redact(v, secrets)) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [redact(v) for v in obj]
+        return [_redact(v, secrets) for v in obj]
     if isinstance(obj, tuple):
-        return tuple(redact(v) for v in obj)
+        return tuple(_redact(v, secrets) for v in obj)
     if isinstance(obj, (set, frozenset)):
-        return type(obj)(redact(v) for v in obj)
+        return type(obj)(_redact(v, secrets) for v in obj)
     if isinstance(obj, str):
-        return scrub_text(obj)
+        return scrub_secrets(obj, secrets)
     if isinstance(obj, (int, float, bool)) or obj is None:
         return obj
     return copy.deepcopy(obj)

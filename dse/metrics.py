@@ -311,11 +311,40 @@ def metric_directions(names: Iterable[str]) -> list[str | None]:
     return [METRIC_DIRECTIONS.get(n) for n in names]
 
 
-def _checked(name: str, value: float) -> float:
+# A time below a nanosecond (in the metric's own unit: seconds for step-time) is no measurement: it would turn
+# into an absurd (or infinite) reward under `inverse`. 0, negative and subnormal values are refused with it.
+MIN_TIME = 1e-9
+_RATE_NAME_RE = re.compile(r"tflop|flops|throughput|tokens|samples|per-s(?:ec(?:ond)?)?(?:$|-)|/s(?:$|-)|utili[sz]ation")
+_TIME_NAME_RE = re.compile(r"time|latency|duration|(?:^|-)(?:s|ms|us|ns|sec|secs|seconds)$")
+_MEMORY_NAME_RE = re.compile(r"alloc|(?:^|-)mem(?:ory)?(?:$|-)|reserved|(?:^|-)(?:gb|gib|mb|mib|bytes)$")
+
+
+def metric_kind(name: str) -> str | None:
+    """"time" (finite, >= MIN_TIME), "throughput" or "memory" (finite, >= 0), or None (any finite value), from
+    the metric's name: the built-ins by definition, any other name by its words (`latency_ms`, `samples/s`)."""
+    key = normalize_name(name)
+    if key in ("default", "step-time", "step-time-ms", *STEP_TIME_ALIASES):
+        return "time"
+    if key in ("tflops-per-gpu", *TFLOPS_ALIASES, *TOKENS_ALIASES) or _RATE_NAME_RE.search(key):
+        return "throughput"
+    if key == "max-alloc-gb" or _MEMORY_NAME_RE.search(key):
+        return "memory"
+    if _TIME_NAME_RE.search(key):
+        return "time"
+    return None
+
+
+def _checked(name: str, value: float, kind: str | None = None, where: str = "") -> float:
+    """`value` if it is a possible value of a metric of this kind, else MetricsError naming it and the value."""
+    what, at = f"metric {name}", f" ({where})" if where else ""
     if math.isnan(value):
-        raise MetricsError(f"metric {name} is NaN")
+        raise MetricsError(f"{what} is NaN{at}")
     if math.isinf(value):
-        raise MetricsError(f"metric {name} is infinite")
+        raise MetricsError(f"{what} is infinite ({value}){at}")
+    if kind == "time" and not value >= MIN_TIME:
+        raise MetricsError(f"{what} is {value!r}{at}: a time must be at least {MIN_TIME:g} (finite and positive)")
+    if kind in ("throughput", "memory") and value < 0:
+        raise MetricsError(f"{what} is {value!r}{at}: a {kind} cannot be negative")
     return value
 
 
@@ -337,6 +366,9 @@ def _skipped_reason(m: RunMetrics, name: str) -> str | None:
 def _window_mean(name: str, per_step: dict[int, float], m: RunMetrics, aliases: Iterable[str]) -> float:
     steps = sorted(s for s in per_step if s > 0)[-WINDOW:]
     if steps:
+        kind = metric_kind(name)
+        for s in steps:  # a mean would hide an impossible step (0 s among 1 s steps)
+            _checked(name, per_step[s], kind, where=f"at step {s}")
         return sum(per_step[s] for s in steps) / len(steps)
     flat = _extra(m, aliases)
     if flat is not None:
@@ -365,9 +397,7 @@ def _tokens(m: RunMetrics, gbs: Any, seq_length: Any, num_gpus: Any) -> float:
     missing = [k for k, v in known.items() if v is None]
     if missing:
         raise MetricsError(f"metric {name} needs {', '.join(missing)} (not known)")
-    step_time = _checked("step-time", _window_mean("step-time", m.step_times_s, m, STEP_TIME_ALIASES))
-    if step_time <= 0:
-        raise MetricsError(f"metric {name}: step time is not positive ({step_time})")
+    step_time = _checked("step-time", _window_mean("step-time", m.step_times_s, m, STEP_TIME_ALIASES), "time")
     assert known["gbs"] and known["seq_length"] and known["num_gpus"]
     return known["gbs"] * known["seq_length"] / (step_time * known["num_gpus"])
 
@@ -380,11 +410,13 @@ def metric_value(
     seq_length: int | None = None,
     num_gpus: int | None = None,
 ) -> float:
-    """One named metric of a run, finite, or MetricsError (never anything else).
+    """One named metric of a run, finite and possible, or MetricsError (never anything else).
 
     `default`/`step-time`: mean s/iteration over the last up to 10 steps after step 0; `tflops-per-gpu`:
     the same window of TFLOP/s/GPU; `max-alloc-gb`; `tokens-per-second-per-gpu` = gbs*seq/(t*gpus);
     any other name is a flat key of `m.extra` (compared with `normalize_name`).
+    A time (step-time, and any name `metric_kind` calls time-like) must be >= MIN_TIME (1e-9), every step of
+    the window included; a throughput or memory value must be >= 0: else the trial has no usable metrics.
     """
     if not isinstance(m, RunMetrics):
         raise MetricsError(f"no metrics to read {name!r} from")
@@ -434,7 +466,7 @@ def metric_value(
         raise
     except (TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError) as exc:
         raise MetricsError(f"metric {key}: {type(exc).__name__}") from None
-    return _checked(key, float(value))
+    return _checked(key if key in BUILTIN_METRICS else str(name), float(value), metric_kind(key))
 
 
 # ----------------------------------------------------------------------------------- classification

@@ -7,14 +7,18 @@ leave the NVLink domain hurt, pipeline bubbles shrink with more micro-batches, F
 
 Sources of the numbers: the FLOPs formula is Megatron-Bridge's `transformer_flops` (reference
 megatron-bridge.md §6) so TFLOP/s/GPU means what the real log prints; peak TFLOP/s, HBM and link speeds
-are the vendors' dense datasheet figures; the efficiency and overhead constants in `Knobs` were fitted
-by hand against the 26.02 published table (§5; see tests/test_perfmodel.py for the calibration table).
-It is a model, not a simulator of kernels: expect ~10-25 % error on the published configs and larger
-errors far from them. Pure functions, no I/O.
+are the vendors' dense datasheet figures; the efficiency and overhead constants in `Knobs` are fitted
+by `dse.perfmodel_fit` (bounded least squares with weak physical priors) to all 29 rows of the 26.02
+published table (§5, `dse.published`). `benchmarks/bench_perfmodel.py` measures the error honestly:
+leave-one-out median ~4 % but up to ~23 % on rows whose regime no other row shares (B300 Qwen3 235B,
+B200 DeepSeek-V3), ~6 % median on the older 25.11 rows no fit has seen, and larger errors far from the
+published configurations -- `Prediction.extrapolated` / `.calibration` say when a configuration is
+outside the published rows' ranges. It is a model, not a simulator of kernels. Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -47,6 +51,11 @@ class GPU:
     host_link_gbps: float = 55.0  # GPU <-> CPU memory (activation offload): PCIe 5 x16 or NVLink-C2C
     gpus_per_node: int = 8
     blackwell: bool = True
+    # exp() throughput of the special-function units (MUFU), 10^12/s: SMs x 16/clk x boost clock.
+    # Softmax needs one exp per score element (two with the backward recompute) against 4 x head_dim
+    # tensor FLOPs, so attention with small heads is exp-bound; Blackwell Ultra doubles the rate.
+    exp_tops: float = 4.6
+    host: str = "x86"  # the host CPU kind (GB200/GB300: Grace), for `Knobs.host_slowdown`
 
 
 GPUS: dict[str, GPU] = {
@@ -54,18 +63,19 @@ GPUS: dict[str, GPU] = {
     # H100 SXM: 989 / 1979 dense TFLOP/s, no FP4 (nvfp4 runs at FP8 speed), 80 GB HBM3 at 3.35 TB/s,
     # NVLink 4 450 GB/s per direction, 8x 400 Gb/s ConnectX-7 (50 GB/s per GPU).
     "h100": GPU("h100", 989.0, 1979.0, 1979.0, 79.6, 8, 450.0, 50.0, hbm_tbps=3.35, host_link_gbps=55.0,
-                blackwell=False),
+                blackwell=False, exp_tops=3.9),
     # HGX B200: 2.25 / 4.5 / 9 PFLOP/s dense, ~180 GiB HBM3e at 8 TB/s, NVLink 5 900 GB/s, 400 Gb/s NICs.
     "b200": GPU("b200", 2250.0, 4500.0, 9000.0, 180.0, 8, 900.0, 50.0, hbm_tbps=8.0, host_link_gbps=55.0),
     # HGX B300: FP4 dense 13.5 PFLOP/s, ~270 GiB HBM3e, 800 Gb/s ConnectX-8 (100 GB/s per GPU).
-    "b300": GPU("b300", 2250.0, 4500.0, 13500.0, 270.0, 8, 900.0, 100.0, hbm_tbps=8.0, host_link_gbps=55.0),
+    "b300": GPU("b300", 2250.0, 4500.0, 13500.0, 270.0, 8, 900.0, 100.0, hbm_tbps=8.0, host_link_gbps=55.0,
+                exp_tops=9.2),
     # GB200 NVL72: 2.5 / 5 / 10 PFLOP/s dense per GPU, ~186 GiB, 72-GPU NVLink domain, 4 GPUs per tray,
     # Grace NVLink-C2C (450 GB/s per direction, shared by 2 GPUs) for offload, 400 Gb/s NICs.
     "gb200": GPU("gb200", 2500.0, 5000.0, 10000.0, 186.0, 72, 900.0, 50.0, hbm_tbps=8.0, host_link_gbps=200.0,
-                 gpus_per_node=4),
+                 gpus_per_node=4, host="grace"),
     # GB300 NVL72: FP4 dense 15 PFLOP/s, ~279 GiB HBM3e, 800 Gb/s NICs.
     "gb300": GPU("gb300", 2500.0, 5000.0, 15000.0, 279.0, 72, 900.0, 100.0, hbm_tbps=8.0, host_link_gbps=200.0,
-                 gpus_per_node=4),
+                 gpus_per_node=4, exp_tops=9.2, host="grace"),
 }
 
 
@@ -74,77 +84,105 @@ GPUS: dict[str, GPU] = {
 # ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Knobs:
-    """Efficiencies and overheads. Physical defaults where known; the rest were fitted (a coordinate search
-    within physically plausible bounds) to the 26.02 published TFLOP/s of §5, required rows weighted 4x.
+    """Efficiencies and overheads of the model.
+
+    The defaults marked FITTED are the output of `dse.perfmodel_fit.fit()` on all 29 rows of the 26.02
+    published table (`dse.published`), rounded to 3 significant digits: bounded least squares on
+    log(predicted / published TFLOP/s), each constant with a weak prior towards a textbook value.
+    `python -m dse.perfmodel_fit` reproduces them and tests/test_perfmodel.py checks that it still does,
+    so do not edit them by hand: change the model or the bounds in `dse.perfmodel_fit.FIT_PARAMS`, refit.
+    The rest are physical defaults that the published rows do not pin down (held fixed in the fit).
+    `benchmarks/bench_perfmodel.py` measures the leave-one-out error of this fit.
     """
 
-    # Best-case fraction of the dtype's dense peak a large GEMM reaches (cuBLAS/TE on big shapes reach
-    # ~75-80 % in BF16 on Hopper; FP8/FP4 reach a smaller fraction of their doubled/quadrupled peaks).
-    # Fitted; Blackwell BF16 rests on the GPT-OSS rows only (the model's least certain number).
+    # Best-case fraction of the dtype's dense peak a large GEMM reaches. FITTED (Hopper has no FP4:
+    # NVFP4 runs at its FP8 speed). Blackwell BF16 sits on its lower bound: the GPT-OSS rows (the only
+    # BF16 rows on Blackwell) are slower than the model explains.
     gemm_eff: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: {
-        "hopper": {"bf16": 0.80, "fp8": 0.62, "fp4": 0.62},
-        "blackwell": {"bf16": 0.60, "fp8": 0.54, "fp4": 0.33},
+        "hopper": {"bf16": 0.9, "fp8": 0.593},
+        "blackwell": {"bf16": 0.6, "fp8": 0.523, "fp4": 0.335},
     })
-    # GEMM efficiency falls off for small shapes: eff = best / (1 + m0/M + n0/N + n0/K) (tokens M, local N, K).
-    # Grouped (MoE expert) GEMMs: Hopper runs TE's GroupedLinear as one cuBLAS GEMM (plus casts) per local
-    # expert; Blackwell has fused grouped GEMM kernels.
-    grouped_gemm_eff: Mapping[str, float] = field(default_factory=lambda: {"hopper": 0.3, "blackwell": 0.78})
-    # Sustained clocks relative to the datasheet: GB300 (1.4 kW) runs the same configs ~1.2x faster than
-    # GB200 in the published table although both list 5 PFLOP/s dense FP8.
-    sustained: Mapping[str, float] = field(default_factory=lambda: {"gb300": 1.24})
-    gemm_m0: float = 512.0
-    gemm_n0: float = 512.0
-    # Flash attention (cuDNN/FA3) fwd+bwd reaches ~50-60 % of BF16 peak on long sequences.
-    attn_eff: float = 0.51
+    # Grouped (MoE expert) GEMMs relative to one large GEMM, by "<family>_<dtype>" or "<family>". FITTED.
+    # Hopper runs TE's GroupedLinear as one cuBLAS GEMM (plus FP8 casts) per local expert.
+    grouped_gemm_eff: Mapping[str, float] = field(default_factory=lambda: {
+        "hopper_bf16": 0.925, "hopper_fp8": 0.468, "blackwell": 0.771})
+    # Sustained clocks relative to the datasheet (power limits: GB300 1.4 kW vs GB200 1.2 kW, B300 1.1 kW
+    # vs B200 1.0 kW at the same listed dense peaks). FITTED.
+    sustained: Mapping[str, float] = field(default_factory=lambda: {"gb300": 1.22, "b300": 1.21})
+    # GEMM efficiency falls off for small shapes: eff = best / (1 + m0/M + n0/N + n0/K) (tokens M, local
+    # N, K): an additive roofline, whose m0 ~ n0 ~ peak * bytes / (2 * HBM bandwidth) ~ 250. FITTED.
+    gemm_m0: float = 298.0
+    gemm_n0: float = 280.0
+    # expert GEMMs' m0 (0: gemm_m0): ragged per-expert tiles lose more at few tokens per expert. FITTED
+    grouped_m0: float = 1.03e3
+    # Flash attention (cuDNN) fwd+bwd share of BF16 peak on long sequences. FITTED.
+    attn_eff: float = 0.449
     attn_s0: float = 1024.0  # ... less for short per-rank sequences: eff * s / (s + s0)
-    attn_d0: float = 0.0  # ... and for small head dims: eff / (1 + d0 / head_dim)
+    # Softmax exp on the special-function units (GPU.exp_tops): share of that time the MMAs do not hide.
+    # It makes small heads (GPT-OSS: 64) expensive and Blackwell Ultra (2x exp rate) faster. FITTED.
+    attn_exp_exposed: float = 0.549
+    window_skip: float = 0.606  # share of the masked-out work sliding-window kernels skip. FITTED (GPT-OSS)
     mamba_scan_eff: float = 0.15  # SSD scan kernels are far from GEMM speed
     # Memory-bound (elementwise) traffic, in tensor elements per token per layer, forward + backward:
     # norms, residual adds, rotary, activation functions, MoE permute/unpermute and router.
     elem_attn: float = 14.0  # x hidden
     elem_mlp: float = 14.0  # x ffn width (x1.5 for gated units)
-    elem_moe_token: float = 34.0  # x hidden x top-k (permute/unpermute/gather copies, casts of the copies)
-    elem_glu_unfused: float = 0.0  # x 2 expert-ffn x top-k, a GLU written out in PyTorch ops (GPT-OSS)
+    elem_moe_token: float = 17.0  # x hidden x top-k (permute/unpermute/gather copies, casts). FITTED
+    # x 2 expert-ffn x top-k: a GLU written out in PyTorch ops (GPT-OSS: clamp, quick-gelu, +1, bias). FITTED
+    elem_glu_unfused: float = 55.3
     elem_quant: Mapping[str, float] = field(default_factory=lambda: {
-        # extra quantize/transposes of GEMM inputs, x (sum of GEMM input widths); MXFP8 is fused in TE
-        "bf16": 0.0, "fp8_cs": 4.3, "fp8_mx": 2.9, "fp8_sc": 5.0, "nvfp4": 4.3,
+        # extra quantize/transposes of GEMM inputs, x (sum of GEMM input widths); fp8_mx, fp8_cs FITTED
+        "bf16": 0.0, "fp8_cs": 3.34, "fp8_mx": 2.92, "fp8_sc": 5.0, "nvfp4": 4.3,
     })
     hbm_eff: float = 0.7  # elementwise kernels reach ~70 % of HBM bandwidth
     nvlink_eff: float = 0.75  # NCCL bus bandwidth / link bandwidth
     net_eff: float = 0.8
     lat_nvlink_s: float = 12e-6  # per collective
     lat_net_s: float = 30e-6
-    a2a_net_gbps: float = 1e9  # all-to-all across nodes reaches at most this per GPU, whatever the NIC
+    # All-to-all across nodes reaches at most this per GPU whatever the NIC (64-rank NCCL all-to-all over
+    # a rail-optimised fabric: PXN hops, message rates; B300's 800 Gb/s NICs ran GPT-OSS no faster than
+    # B200's 400 Gb/s). FITTED, on the B200/B300 GPT-OSS rows only.
+    a2a_net_gbps: float = 45.0
     # TP with sequence parallelism: exposed share of AG/RS time (TE userbuffers overlap inside NVLink).
     tp_exposed_nvlink: float = 0.3
     tp_exposed_net: float = 0.9
     cp_exposed: float = 0.3  # ring attention P2P overlaps with attention compute
     pp_exposed: float = 0.3  # async P2P between stages
-    # MoE token dispatch: fraction of link bandwidth reached and fixed cost per MoE layer per micro-batch
-    # (host syncs for dropless token counts, kernel launches) by dispatcher.
+    # the loss takes one layer's slot of the pipeline split (account_for_loss_in_pipeline_split), whatever
+    # it costs (False: spread over all stages, as the hand-tuned model did)
+    pp_loss_slot: bool = True
+    # MoE token dispatch: fraction of link bandwidth reached (alltoall, hybridep FITTED) and the fixed
+    # cost per MoE layer per micro-batch (host syncs for dropless token counts; all but flex FITTED).
     a2a_eff: Mapping[str, float] = field(default_factory=lambda: {
-        "alltoall": 0.66, "deepep": 0.84, "hybridep": 0.9, "flex": 0.84})
+        "alltoall": 0.95, "deepep": 0.84, "hybridep": 0.639, "flex": 0.84})
     moe_fixed_s: Mapping[str, float] = field(default_factory=lambda: {
-        "alltoall": 0.7e-3, "deepep": 3.0e-3, "hybridep": 0.1e-3, "flex": 1.0e-3})
+        "alltoall": 0.000721, "deepep": 0.000508, "hybridep": 0.000101, "flex": 1.0e-3})
     moe_graph_saving: float = 0.5  # share of that fixed cost removed by CUDA graphs of moe_router/preprocess
-    a2a_exposed_overlap: float = 0.3  # --moe_a2a_overlap hides the dispatch behind the other micro-batch
-    # CPU launch: kernels per layer per micro-batch (fwd+bwd) and the cost of launching one; Hopper adds
-    # kernels per local expert (fitted on the H100 MoE rows).
+    a2a_exposed_overlap: float = 0.311  # --moe_a2a_overlap leaves this share of the dispatch exposed. FITTED
+    # CPU side: kernels per layer per micro-batch (fwd+bwd) and the host time of one (Python, PyTorch
+    # dispatch, launch); MoE layers add kernels per local expert (Hopper: one GEMM + casts per expert;
+    # Blackwell: split/quantize per expert around the grouped GEMM). kernels_moe_layer, the expert
+    # kernels (Blackwell, Hopper FP8) and launch_s FITTED.
     kernels_dense_layer: float = 90.0
-    kernels_moe_layer: float = 220.0
-    hopper_expert_kernels: Mapping[str, float] = field(default_factory=lambda: {"bf16": 9.0, "fp8": 24.0})
-    blackwell_expert_kernels: float = 0.0
-    launch_s: float = 5e-6
+    kernels_moe_layer: float = 359.0
+    hopper_expert_kernels: Mapping[str, float] = field(default_factory=lambda: {"bf16": 9.0, "fp8": 31.8})
+    blackwell_expert_kernels: float = 10.6
+    launch_s: float = 1.82e-5
+    # Host CPU time relative to the x86 hosts of B200/H100 systems, by GPU name or `GPU.host`. FITTED:
+    # Grace with NVLink-C2C syncs and launches faster; the B300 factor rests on one row (Qwen3 235B).
+    host_slowdown: Mapping[str, float] = field(default_factory=lambda: {"grace": 0.565, "b300": 1.51})
     graph_launch_factor: float = 0.1  # launch cost left inside a CUDA graph
-    cpu_overlap: float = 0.85  # the CPU's launch time exposed is what exceeds this share of the GPU's busy time
-    cpu_smooth_p: float = 4.0  # > 0: GPU and CPU time combine as a p-norm (a smooth max) instead
+    # GPU and CPU time per micro-batch combine as a p-norm, a smooth max: near a tie, syncs and launch gaps
+    # expose part of both. FITTED. 0: the hand-tuned rule, CPU time beyond `cpu_overlap` x GPU time.
+    cpu_smooth_p: float = 6.07
+    cpu_overlap: float = 0.85
     dp_hide: float = 0.8  # share of one micro-batch's backward that hides the DP reduce-scatter/all-gather
     fsdp_hide: float = 0.85  # Megatron FSDP prefetch overlaps per-layer all-gathers with compute
-    fsdp_slowdown: float = 0.04  # SM contention of the overlapped FSDP collectives
+    fsdp_slowdown: float = 0.034  # SM contention of the overlapped FSDP collectives. FITTED
     offload_hide: float = 0.8
     optimizer_bytes_per_param: float = 32.0  # Adam: fp32 param, grad, m, v read + write, bf16 copy
     step_fixed_s: float = 0.05  # per-iteration host work: logging, loss reduce, grad-norm, timers
-    # memory
+    # memory (not fitted: the published table gives no memory figures)
     # Activations are counted tensor by tensor (`_act_bytes`); TE frees or aliases some of them. The scale
     # is set so that the presets whose offload/recompute counts were chosen to just fit (Llama3 70B
     # GB200/GB300 FP8 with 40/20 offloaded layers, DeepSeek-V3 GB300) do fit.
@@ -332,6 +370,10 @@ class Prediction:
     flops_per_step: float
     breakdown: dict[str, float]
     memory: dict[str, float] = field(default_factory=dict)  # GB per component (worst pipeline stage)
+    # How far the constants' calibration reaches for this configuration (`calibration_of`):
+    # extrapolated=False for a published row or a configuration inside the published rows' ranges.
+    extrapolated: bool = False
+    calibration: str = ""
 
 
 @dataclass(frozen=True)
@@ -365,6 +407,7 @@ class _Config:
     dispatcher: str
     pp_layout: bool
     task: str
+    gpn: int = 8  # GPUs per node as launched
 
 
 def _scopes(text: Any) -> frozenset[str]:
@@ -388,7 +431,21 @@ def _arch_for(r: Mapping[str, Any]) -> Architecture:
             changes["dense_layers"] = min(arch.dense_layers, n)
     if r.get("hidden_size") and int(r["hidden_size"]) != arch.hidden_size:
         changes["hidden_size"] = int(r["hidden_size"])
+    mtp = _override(r, "mtp_num_layers", "model.mtp_num_layers")
+    if mtp is not None and arch.is_moe and int(mtp) != arch.mtp_layers:  # e.g. DeepSeek-V3 without MTP
+        changes["mtp_layers"] = max(0, int(mtp))
     return replace(arch, **changes) if changes else arch
+
+
+def _override(r: Mapping[str, Any], *keys: str) -> Any:
+    """The first of `keys` set in the cmd_args or in their Hydra overrides (`extra_cmd_args`)."""
+    extra = r.get("extra_cmd_args")
+    for key in keys:
+        if r.get(key) is not None:
+            return r[key]
+        if isinstance(extra, Mapping) and extra.get(key) is not None:
+            return extra[key]
+    return None
 
 
 def _positive(r: Mapping[str, Any], name: str) -> int:
@@ -435,13 +492,20 @@ def _config(cmd_args: Mapping[str, Any], num_nodes: int | None) -> _Config:
         recompute_modules=_scopes(r.get("recompute_modules")),
         offload_layers=int(r.get("activation_offload_layers") or 0),
         a2a_overlap=bool(r.get("moe_a2a_overlap")), dispatcher=str(r.get("dispatcher") or "alltoall"),
-        pp_layout=bool(r.get("pp_layout")), task=str(r.get("task") or "pretrain"),
+        pp_layout=bool(r.get("pp_layout")), task=str(r.get("task") or "pretrain"), gpn=gpn,
     )
 
 
-def _gemm_eff(best: float, m: float, n: float, kdim: float, k: Knobs) -> float:
-    """Fraction of peak one GEMM family reaches: falls off for few tokens (M) or narrow local N, K."""
-    return best / (1.0 + k.gemm_m0 / max(m, 1.0) + k.gemm_n0 / max(n, 1.0) + k.gemm_n0 / max(kdim, 1.0))
+def _gemm_eff(best: float, m: float, n: float, kdim: float, k: Knobs, grouped: bool = False) -> float:
+    """Fraction of peak one GEMM family reaches: falls off for few tokens (M) or narrow local N, K.
+
+    The form is an additive roofline: time = FLOPs/peak + bytes/bandwidth, whose bytes per FLOP are
+    b/(2M) for the weights, b/(2N) for the input and b/(2K) for the output, so m0 ~ n0 ~ peak*b/(2*HBM)
+    (~250 on every GPU and dtype here). Grouped expert GEMMs lose more at small M (ragged per-expert
+    tiles, the expert loop), hence their own `grouped_m0`.
+    """
+    m0 = k.grouped_m0 if grouped and k.grouped_m0 > 0 else k.gemm_m0
+    return best / (1.0 + m0 / max(m, 1.0) + k.gemm_n0 / max(n, 1.0) + k.gemm_n0 / max(kdim, 1.0))
 
 
 def _compute_terms(c: _Config, parts: Mapping[str, float], k: Knobs) -> dict[str, float]:
@@ -458,8 +522,10 @@ def _compute_terms(c: _Config, parts: Mapping[str, float], k: Knobs) -> dict[str
 
     def gemm(flops_tok: float, n_width: float, k_width: float, m_tokens: float = tok, bf16: bool = False,
              grouped: bool = False) -> float:
-        best = k.gemm_eff[family]["bf16" if bf16 else low] * (_grouped_eff(k, family, low) if grouped else 1.0)
-        eff = _gemm_eff(best, m_tokens, n_width, k_width, k)
+        eff_family = k.gemm_eff[family]
+        best = eff_family.get("bf16" if bf16 else low, eff_family["fp8"])  # no FP4 units: FP8 speed
+        best *= _grouped_eff(k, family, low) if grouped else 1.0
+        eff = _gemm_eff(best, m_tokens, n_width, k_width, k, grouped)
         return flops_tok * share / ((gpu.peak_bf16_tflops if bf16 else peak) * 1e12 * eff * speed)
 
     real_glu = 1.5 if (a.glu_compute and not a.gated_linear) else 1.0  # GEMMs the formula does not count
@@ -477,11 +543,14 @@ def _compute_terms(c: _Config, parts: Mapping[str, float], k: Knobs) -> dict[str
     t["mamba"] += parts.get("mamba_scan", 0.0) * share / (gpu.peak_bf16_tflops * 1e12 * k.mamba_scan_eff * speed)
     s_local = c.seq / c.cp
     core = parts["attn_core"]
-    if a.sliding_window:  # every other layer attends to a window only
-        core *= 0.5 + 0.5 * min(1.0, 2.0 * a.sliding_window / c.seq)
+    if a.sliding_window:  # every other layer attends to a window only; kernels skip only part of the rest
+        window = min(1.0, 2.0 * a.sliding_window / c.seq)
+        core *= 0.5 + 0.5 * (1.0 - k.window_skip * (1.0 - window))
     head_dim = (a.mla["qk"] + a.mla["rope"]) if a.mla else a.kv_channels
-    attn_eff = k.attn_eff * s_local / (s_local + k.attn_s0) / (1.0 + k.attn_d0 / head_dim)
+    attn_eff = k.attn_eff * s_local / (s_local + k.attn_s0)
     t["attn_core"] = core * share / (gpu.peak_bf16_tflops * 1e12 * attn_eff * speed)
+    # softmax exp: core FLOPs count 12 x head_dim per score element (fwd + bwd), the kernels 2 exps
+    t["attn_core"] += k.attn_exp_exposed * core * share / (6 * head_dim * gpu.exp_tops * 1e12 * speed)
 
     # memory-bound work: elements touched per token, x2 bytes, at HBM speed
     g = 1.5 if (a.gated_linear or a.glu_compute) else 1.0
@@ -553,7 +622,8 @@ def _host_terms(c: _Config, busy: float, k: Knobs) -> dict[str, float]:
     a = c.arch
     _, moe_layers, n_layers = _kinds(a)
     out: dict[str, float] = {}
-    fixed = k.moe_fixed_s.get(c.dispatcher, 2e-3) * moe_layers
+    host = k.host_slowdown.get(c.gpu.name, k.host_slowdown.get(c.gpu.host, 1.0))  # vs the reference x86 host
+    fixed = k.moe_fixed_s.get(c.dispatcher, 2e-3) * moe_layers * host
     if c.scopes & {"moe_router", "moe_preprocess", "moe", "full_iteration"}:
         fixed *= 1.0 - k.moe_graph_saving
     out["moe_overhead"] = fixed
@@ -568,7 +638,7 @@ def _host_terms(c: _Config, busy: float, k: Knobs) -> dict[str, float]:
     else:
         covered = (0.35 * ("attn" in c.scopes) + 0.15 * bool(c.scopes & {"moe_router", "moe_preprocess"})
                    + 0.35 * bool(c.scopes & {"mlp", "moe"}) + 0.6 * ("mamba" in c.scopes))
-    launch = kernels * k.launch_s * (1 - min(1.0, covered) * (1 - k.graph_launch_factor))
+    launch = kernels * k.launch_s * host * (1 - min(1.0, covered) * (1 - k.graph_launch_factor))
     if k.cpu_smooth_p > 0:  # GPU and CPU overlap; near a tie, syncs and launch gaps expose part of both
         p = k.cpu_smooth_p
         hi = max(busy, launch)
@@ -775,6 +845,11 @@ def predict(cmd_args: Mapping[str, Any], num_nodes: int | None = None, knobs: Kn
         # an even layer split leaves the output layer and loss on top of the last stage; recipes whose
         # layer count does not divide (235B: 94+2, DeepSeek) count embedding and loss as layers instead
         stage_mb += t["logits"] * (1 - 1 / c.pp)
+    elif c.pp > 1 and not c.pp_layout and a.pipeline_split_counts_embedding_and_loss and k.pp_loss_slot:
+        # the loss takes one layer's slot on the last stage, whatever it costs
+        slots = a.pipeline_layers / c.pp
+        layer_mb = (per_mb - t["logits"]) / a.num_layers
+        stage_mb = max(slots * layer_mb, (slots - 1) * layer_mb + t["logits"])
     steady = c.m * stage_mb
     bubble = (c.pp - 1) / c.vp * stage_mb if c.pp > 1 else 0.0
 
@@ -804,6 +879,7 @@ def predict(cmd_args: Mapping[str, Any], num_nodes: int | None = None, knobs: Kn
         "fixed": k.step_fixed_s,
     }
 
+    extrapolated, note = _calibration(c)
     mem = _memory(c, params, k)
     need = mem["max_allocated"] * k.fragmentation + k.context_gb
     fits = need * GB <= gpu.hbm_gb * GIB
@@ -818,4 +894,96 @@ def predict(cmd_args: Mapping[str, Any], num_nodes: int | None = None, knobs: Kn
         flops_per_step=flops_step,
         breakdown=breakdown,
         memory={key: v for key, v in mem.items() if key not in ("allocated", "max_allocated", "largest_tensor")},
+        extrapolated=extrapolated,
+        calibration=note,
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# calibration range
+# ---------------------------------------------------------------------------------------------------
+_RANGE_FIELDS = ("mb", "tp", "pp", "cp", "vp", "ep", "n")
+_FEATURES = {  # what the presets of the published rows switch on, by what a reason calls it
+    "use_megatron_fsdp": lambda c: c.fsdp,
+    "recompute_num_layers": lambda c: c.recompute_layers,
+    "recompute_modules": lambda c: ",".join(sorted(c.recompute_modules)) or "none",
+    "activation_offload_layers": lambda c: c.offload_layers,
+    "moe_a2a_overlap": lambda c: c.a2a_overlap,
+    "cuda_graph_scope": lambda c: ",".join(sorted(c.scopes)) or "none",
+    "dispatcher": lambda c: c.dispatcher,
+}
+
+
+def _run_key(c: _Config) -> tuple[Any, ...]:
+    """What identifies one run of the published table (architecture overrides are checked apart)."""
+    return (c.arch.recipe, c.gpu.name, c.dtype, c.n, c.tp, c.pp, c.cp, c.vp, c.ep, c.etp, c.mb, c.gb, c.seq,
+            c.domain, c.fsdp, c.scopes, c.recompute_layers, c.recompute_modules, c.offload_layers,
+            c.a2a_overlap, c.dispatcher, c.task)
+
+
+@dataclass(frozen=True)
+class _RecipeRange:
+    """What the published rows of one recipe cover."""
+
+    dtypes: Mapping[str, frozenset[str]]  # gpu -> dtypes
+    seqs: frozenset[int]
+    ranges: Mapping[str, tuple[int, int]]
+    features: Mapping[str, frozenset[Any]]
+
+
+@functools.cache
+def _published_index() -> tuple[dict[tuple[Any, ...], str], dict[str, _RecipeRange]]:
+    """The 26.02 published rows (`dse.published`), resolved as `predict` resolves a configuration:
+    their run keys (-> label), and per recipe the ranges they cover."""
+    from dse.published import PUBLISHED_26_02
+
+    configs = [(row.label, _config(row.cmd_args(), None)) for row in PUBLISHED_26_02]
+    runs = {_run_key(c): label for label, c in configs}
+    recipes: dict[str, _RecipeRange] = {}
+    for recipe in {c.arch.recipe for _, c in configs}:
+        rows = [c for _, c in configs if c.arch.recipe == recipe]
+        gpus = {c.gpu.name for c in rows}
+        recipes[recipe] = _RecipeRange(
+            dtypes={g: frozenset(c.dtype for c in rows if c.gpu.name == g) for g in gpus},
+            seqs=frozenset(c.seq for c in rows),
+            ranges={f: (min(getattr(c, f) for c in rows), max(getattr(c, f) for c in rows)) for f in _RANGE_FIELDS},
+            features={name: frozenset(value_of(c) for c in rows) for name, value_of in _FEATURES.items()},
+        )
+    return runs, recipes
+
+
+def _calibration(c: _Config) -> tuple[bool, str]:
+    """(extrapolated, why): where `c` stands relative to the rows the constants were fitted to."""
+    runs, recipes = _published_index()
+    recipe, gpu = c.arch.recipe, c.gpu.name
+    native = c.arch == architecture_for(recipe)
+    label = runs.get(_run_key(c)) if native else None
+    if label:
+        return False, f"published 26.02 row ({label}): fitted"
+    cover = recipes.get(recipe)
+    if cover is None:
+        return True, f"extrapolated: recipe {recipe} is not in the published 26.02 table"
+    reasons = []
+    if c.task != "pretrain":
+        reasons.append(f"task {c.task} (the published rows are pretraining)")
+    if not native:
+        reasons.append("model shape overridden (num_layers / hidden_size / mtp)")
+    if gpu not in cover.dtypes:
+        reasons.append(f"recipe x gpu ({recipe} on {gpu}) not in the published table")
+    elif c.dtype not in cover.dtypes[gpu]:
+        reasons.append(f"dtype {c.dtype} not published for {recipe} on {gpu}")
+    if c.seq not in cover.seqs:
+        reasons.append(f"seq_length {c.seq} differs from the published {'/'.join(map(str, sorted(cover.seqs)))}")
+    for name, (lo, hi) in cover.ranges.items():
+        if not lo <= getattr(c, name) <= hi:
+            shown = "num_gpus" if name == "n" else name
+            reasons.append(f"{shown}={getattr(c, name)} outside the published rows' range {lo}..{hi} for {recipe}")
+    if c.gpn != min(c.n, c.gpu.gpus_per_node):
+        reasons.append(f"{c.gpn} GPUs per node (the published runs fill {c.gpu.gpus_per_node}-GPU nodes)")
+    for name, value_of in _FEATURES.items():
+        value = value_of(c)
+        if value not in cover.features[name]:
+            reasons.append(f"{name}={value} not used by the published {recipe} rows")
+    if reasons:
+        return True, "extrapolated: " + "; ".join(reasons)
+    return False, f"interpolated: within the published 26.02 rows' ranges for {recipe}"

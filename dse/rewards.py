@@ -17,6 +17,7 @@ RewardFunction = Callable[[Sequence[float]], float]
 ENTRY_POINT_GROUP = "dse.rewards"
 FAILED_REWARD: float = float("-inf")
 _LOWEST_SUCCESS = -sys.float_info.max  # a successful -inf is clamped here, strictly above FAILED_REWARD
+_HIGHEST_SUCCESS = sys.float_info.max  # and a +inf (1/1e-320 under `inverse`) here: a reward is always finite
 
 _REGISTRY: dict[str, RewardFunction] = {}
 
@@ -84,7 +85,9 @@ def get_reward(name: str) -> RewardFunction:
 def score(name: str, observation: Sequence[float] | None, ok: bool) -> float:
     """Reward of one trial: FAILED_REWARD when it failed, has no observation, or the function gives NaN.
 
-    A successful trial's reward is never below the lowest finite float, so it always beats a failure.
+    A successful trial's reward is finite: never below the lowest finite float, so it always beats a failure,
+    and never +inf (`dse.metrics.metric_value` already refuses the impossible metrics, such as a step time of
+    0 or 1e-320, that would give one; this bound keeps a plugin's or an old cache entry's +inf out of tables).
     """
     fn = get_reward(name)
     if not ok or observation is None:
@@ -92,7 +95,7 @@ def score(name: str, observation: Sequence[float] | None, ok: bool) -> float:
     value = float(fn(list(observation)))
     if math.isnan(value):
         return FAILED_REWARD
-    return max(value, _LOWEST_SUCCESS)
+    return min(max(value, _LOWEST_SUCCESS), _HIGHEST_SUCCESS)
 
 
 def is_better(a: float, b: float) -> bool:

@@ -26,6 +26,7 @@ from dse.spec import CMD_ARGS_MODELS, Sweep
 NUM_NODES = "num_nodes"
 ENV_VAR_PREFIX = "extra_env_vars."
 DEFAULT_BLOCK = 1 << 18
+MAX_POINTS = 1 << 62  # indices are numpy int64: a larger product of dimensions cannot be indexed
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,22 @@ class Dimension:
 
 
 class SearchSpace:
-    """The cartesian product of dimensions, indexed lazily (first dimension varies slowest)."""
+    """The cartesian product of dimensions, indexed lazily (first dimension varies slowest).
+
+    At most MAX_POINTS (2**62) points: a larger product is refused with an InputError naming the dimension
+    count and the size (its indices would not fit the int64 arrays the space is counted with)."""
 
     def __init__(self, dimensions: Sequence[Dimension]) -> None:
         self.dimensions = tuple(dimensions)
         self.radices = tuple(len(d.values) for d in self.dimensions)
         self.size = math.prod(self.radices)  # 1 for a space without dimensions: one point
+        if self.size > MAX_POINTS:
+            raise InputError(
+                f"{len(self.dimensions)} dimensions make a space of {self.size:.3g} points, more than the 2**62 "
+                f"({MAX_POINTS:.3g}) dse can index; sweep fewer dimensions or fewer values "
+                "(dse_excluded_args keeps a list as a literal)",
+                field="cmd_args",
+            )
         strides = []
         acc = 1
         for r in reversed(self.radices):
@@ -208,8 +219,12 @@ class SweepSpace:
         if isinstance(test.num_nodes, list):
             _check_distinct(NUM_NODES, test.num_nodes, file)
             agent_dims.append(Dimension(NUM_NODES, tuple(test.num_nodes)))
-        self.agent = SearchSpace(agent_dims)
-        self.env = SearchSpace(env_dims)
+        try:  # a space too large to index is refused here, naming the sweep file
+            self.agent = SearchSpace(agent_dims)
+            self.env = SearchSpace(env_dims)
+            SearchSpace(agent_dims + env_dims)
+        except InputError as exc:
+            raise exc.with_file(file) from None
         self.env_weights: dict[str, list[float] | None] = {
             d.path: test.env_params[d.path].weights for d in env_dims
         }

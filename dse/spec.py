@@ -234,6 +234,29 @@ class EnvParamSpec(BaseModel):
         return v
 
 
+MAX_NAME_LENGTH = 100
+
+
+def check_sweep_name(name: str) -> str:
+    """A test's or scenario's `name`: 1 to 100 characters, not blank, no control character (NUL, newline), no
+    secret. It names the run directory (made safe by `dse.sweep.safe_dir_name`) and the optuna study."""
+    from dse.hashing import scrub_secrets
+
+    problem = ""
+    if not name.strip():
+        problem = "is empty"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "holds a control character (NUL, newline, tab...)"
+    elif len(name) > MAX_NAME_LENGTH:
+        problem = f"is {len(name)} characters long"
+    elif scrub_secrets(name) != name:
+        problem = "holds a secret (a token)"
+    if problem:
+        raise ValueError(f"{problem}; a name is 1 to {MAX_NAME_LENGTH} characters, not blank, without control "
+                         "characters or secrets, e.g. 'qwen30b_h100'")
+    return name
+
+
 def known_agent_names() -> list[str]:
     """Built-in agents, agents registered by entry point, and agents registered in code this session."""
     names = set(BUILTIN_AGENTS)
@@ -312,6 +335,11 @@ class TestDefinition(BaseModel):
             out.append(p.removeprefix("cmd_args."))
         return out
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_sweep_name(v)
+
     @field_validator("agent")
     @classmethod
     def _known_agent(cls, v: str) -> str:
@@ -352,6 +380,7 @@ class TestDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TestDefinition:
+        self._check_no_nul()
         model_cls = CMD_ARGS_MODELS[self.test_template_name]
         try:
             model_cls.model_validate(self.cmd_args)
@@ -365,6 +394,26 @@ class TestDefinition(BaseModel):
             self._check_hf_token()
         self._check_constraints()
         return self
+
+    def _check_no_nul(self) -> None:
+        """A NUL cannot be passed in argv or the environment: refused in cmd_args, extra_env_vars and
+        extra_cmd_args (names and values) when the sweep is read, not found missing after the run."""
+        from collections import deque
+
+        # breadth first, in the file's order: the first bad value is the one named
+        queue = deque((f, getattr(self, f)) for f in ("cmd_args", "extra_env_vars", "extra_cmd_args"))
+        while queue:
+            where, value = queue.popleft()
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    if "\0" in str(k):
+                        raise _FieldError(where, f"a name holds a NUL character ({str(k)!r})")
+                    queue.append((f"{where}.{k}", v))
+            elif isinstance(value, list):
+                queue.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+            elif isinstance(value, str) and "\0" in value:
+                raise _FieldError(where, "holds a NUL character, which no program can receive in its arguments "
+                                  "or environment")
 
     def _check_env_params(self) -> None:
         for name, spec in self.env_params.items():
@@ -531,6 +580,11 @@ class Scenario(BaseModel):
     Tests: list[ScenarioTest] = Field(min_length=1)
     job_status_check: bool | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_sweep_name(v)
+
 
 class SystemConfig(BaseModel):
     """Where trials run (DESIGN.md §4). The default is this machine, through submitit's local executor."""
@@ -631,7 +685,10 @@ def read_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {exc}", file=str(path)) from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise InputError(f"nesting too deep (arrays or tables more than {MAX_TOML_DEPTH} levels deep)",
+                         file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         where = "toml"
@@ -642,6 +699,28 @@ def read_toml(path: Path) -> dict[str, Any]:
             msg = msg.replace("(at end of document)", "at end of file")
             where = f"line {max(1, len(text.splitlines()))}"
         raise InputError(f"TOML syntax error: {msg.strip()}", file=str(path), field=where) from None
+    too_deep = _too_deep(data)
+    if too_deep is not None:
+        raise InputError(f"nesting too deep (arrays or tables more than {MAX_TOML_DEPTH} levels deep)",
+                         file=str(path), field=(too_deep if len(too_deep) <= 60 else too_deep[:57] + "...") or None)
+    return data
+
+
+MAX_TOML_DEPTH = 64  # what the validators, the space and the hashing walk recursively
+
+
+def _too_deep(data: Any) -> str | None:
+    """The path of the first value nested more than MAX_TOML_DEPTH levels deep, else None (no recursion)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_TOML_DEPTH:
+            return where
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+    return None
 
 
 def _validation_to_input_error(exc: Exception, file: Path, prefix: str = "") -> InputError:

@@ -24,12 +24,13 @@ from dse.executors import Executor
 from dse.hashing import redact, scrub_secrets
 from dse.install import install_sweep
 from dse.metrics import DETERMINISTIC_FAILURES
+from dse.rundir_lock import RunDirLock
 from dse.space import SweepSpace
 from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.store import ResultCache, TrialStore
 from dse.summary import space_summary
 from dse.table import best_record, best_toml, frame, write_csv_atomic
-from dse.tomlwrite import dumps
+from dse.tomlwrite import write_text_atomic, write_toml_atomic
 from dse.trials import Finished, TrialEngine
 
 FAILED_STATES = ("failed", "timeout", "preempted")
@@ -60,24 +61,29 @@ def _sweep_data(sweep: Sweep) -> dict[str, Any]:
 
 
 class _Interrupts:
-    """First Ctrl-C: stop asking for trials. Second: leave running jobs for `dse resume`."""
+    """First Ctrl-C (or a SIGTERM): stop asking for trials. Second Ctrl-C: leave running jobs for `dse resume`.
+
+    Local jobs ignore the terminal's SIGINT (dse.executors), so only the driver hears it.
+    """
 
     def __init__(self) -> None:
         self.count = 0
-        self._old: Any = None
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupts:
-        self._old = signal.signal(signal.SIGINT, self._handle)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.count += 1
+        self.count = max(self.count, 1) if signum == signal.SIGTERM else self.count + 1
         msg = ("stopping: no new trials; waiting for running ones (Ctrl-C again to leave them for dse resume)"
                if self.count == 1 else "leaving running jobs; finish later with dse resume RUN_DIR")
         print(msg, file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class _Progress:
@@ -150,6 +156,7 @@ class SweepRunner:
             for line in install_sweep(sweep).lines:  # the pinned checkout must exist before a trial runs
                 print(f"install: {line}", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = RunDirLock(run_dir)  # before the store: a second driver is refused, nothing touched
         self.store = TrialStore(run_dir / "trials.db")
         cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())
         kind = opts.executor or sweep.system.scheduler
@@ -168,8 +175,8 @@ class SweepRunner:
 
     def _write_run_files(self) -> None:
         data = _sweep_data(self.sweep)
-        (self.run_dir / "sweep.toml").write_text(dumps(data, header=f"resolved sweep of {self.sweep.source}; "
-                                                                    "secrets redacted"))
+        write_toml_atomic(self.run_dir / "sweep.toml", data, header=f"resolved sweep of {self.sweep.source}; "
+                                                                     "secrets redacted")
         meta = {
             "sweep_data": data, "agent": self.agent_name, "steps": self.steps, "seed": self.seed,
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.opts).items()},
@@ -220,6 +227,7 @@ class SweepRunner:
                     self._on_finished(fin)
                 self._write_outputs(force=False)
                 time.sleep(min(self.sweep.system.poll_interval_s, 0.2) if self.engine.in_flight else 0)
+            stopped = stop.count > 0
         self._write_outputs(force=True)
         recs = self.store.all()
         left = [r for r in recs if r.status in ("running", "pending")]
@@ -228,7 +236,7 @@ class SweepRunner:
         print(f"done: {len(recs)} trials, {len(failed)} failed, {len(left)} left running"
               + (f"; best trial {best.trial} reward {best.reward:.6g} {best.metrics}" if best else "; no success"),
               flush=True)
-        if left:
+        if left or (stopped and not exhausted and submitted < self.steps):
             print(f"resume with: dse resume {self.run_dir}", flush=True)
         return 1 if best is None or any(r.reason not in DETERMINISTIC_FAILURES for r in failed) else 0
 
@@ -292,7 +300,7 @@ class SweepRunner:
         write_csv_atomic(df, self.run_dir / "trials.csv")
         best = best_record(recs)
         if best is not None:
-            (self.run_dir / "best.toml").write_text(best_toml(self.store.get_meta("sweep_data"), best))
+            write_text_atomic(self.run_dir / "best.toml", best_toml(self.store.get_meta("sweep_data"), best))
 
 
 def safe_dir_name(name: str, limit: int = 100) -> str:

@@ -143,12 +143,26 @@ def best_text(run_dir: Path, as_toml: bool = False) -> str:
             f"  metrics: {best.metrics}\n  config_hash: {best.config_hash}")
 
 
+def _parquet_engine() -> str:
+    """pandas' parquet engine that is installed (an optional dependency); an InputError saying what to install."""
+    import importlib
+
+    for engine in ("pyarrow", "fastparquet"):
+        try:
+            importlib.import_module(engine)
+        except ImportError:
+            continue
+        return engine
+    raise InputError("parquet needs the pyarrow package: pip install pyarrow (or pip install -e '.[test]')",
+                     field="--format")
+
+
 def write_table(run_dirs: Sequence[Path], fmt: str = "text", output: Path | None = None) -> None:
     df = load_trials(run_dirs[0] if len(run_dirs) == 1 else run_dirs)
     if fmt == "parquet":
         if output is None:
             raise InputError("parquet needs -o FILE", field="--format")
-        df.to_parquet(output)
+        df.to_parquet(output, engine=_parquet_engine())
         return
     if fmt == "csv":
         text = df.to_csv(index=False)

@@ -22,7 +22,7 @@ from dse.rewards import FAILED_REWARD, score
 from dse.space import SweepSpace, TrialConfig
 from dse.spec import resolve_hf_token
 from dse.store import CacheEntry, ResultCache, TrialRecord, TrialStore
-from dse.workloads.base import Outcome, Workload
+from dse.workloads.base import STDOUT, Outcome, Workload
 from dse.workloads.registry import workload_for
 from envs.env_params import draw_env_params
 
@@ -133,6 +133,8 @@ class TrialEngine:
                                       submit_host=self.workload.submits_own_job)
         if handle is None:
             return False
+        if not (Path(rec.trial_dir) / STDOUT).exists() and handle.done():
+            return False  # it ended before its program started (killed with the driver's group): run it again
         cfg = self.space.resolve(rec.action, rec.env)
         self.in_flight[rec.trial] = _InFlight(rec, cfg, handle, Path(rec.trial_dir), rec.config_hash or "")
         return True

@@ -297,3 +297,15 @@ def test_collect_log_lines_with_exit_one_needs_the_missing_golden_message(tmp_pa
     assert collect(tmp_path, 1).reason == "exit-code"
     (tmp_path / STDERR).write_text("Convergence check failed due to missing golden values.\n")
     assert collect(tmp_path, 1).ok
+
+
+def test_secret_env_reaches_the_job_by_name_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret extra_env_var is exported in the job as `${NAME}` from the inherited environment: its value is
+    in neither the launcher's argv (nemo_run writes it into the sbatch script) nor the pickled JobSpec."""
+    value = "hf_ENVsecretVALUE0123456789abcdef"
+    sweep = sweep_from(make_test(BASE, workload="MegatronBridge", extra_env_vars={"WANDB_API_KEY": value}))
+    job = MegatronBridgeWorkload(sweep).build(resolve(sweep, {}), TRIAL_DIR)
+    assert 'export WANDB_API_KEY="${WANDB_API_KEY}"' in job.argv
+    assert value not in " ".join(job.argv) and value not in repr(job.env) and value not in job.script()
+    carrier = job.secret_env["WANDB_API_KEY"]
+    assert os.environ[carrier] == value  # what the launcher, and the job it submits, inherit

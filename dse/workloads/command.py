@@ -12,26 +12,29 @@ from typing import Any
 
 from dse.errors import InputError
 from dse.space import TrialConfig
-from dse.spec import time_limit_seconds
+from dse.spec import resolve_hf_token, time_limit_seconds
 from dse.workloads.base import JobSpec, Outcome, Workload
 from dse.workloads.outcomes import collect_metrics
 
 
-class _Placeholders(dict[str, Any]):
-    def __missing__(self, key: str) -> Any:
-        raise InputError(f"placeholder {{{key}}} names no cmd_args field", field="cmd_args.command")
-
-
 def render_command(template: str, values: dict[str, Any]) -> str:
-    """Fill `{field}` placeholders with shell-quoted values (dotted fields as `{model.seq_length}`)."""
-    quoted = _Placeholders({k: shlex.quote(str(v)) for k, v in values.items()})
+    """Fill `{field}` placeholders with shell-quoted values (dotted fields as `{model.seq_length}`); `{{` and
+    `}}` are literal braces, with or without placeholders. `{field!r}` quotes the value's repr and a format
+    spec (`{field:>8}`) pads the quoted text."""
+    out: list[str] = []
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
-        for f in fields:
-            quoted[f]  # noqa: B018 - raises InputError for an unknown placeholder
-        return template.format_map(quoted) if fields else template
-    except (ValueError, IndexError) as exc:
+        for literal, name, spec, conversion in string.Formatter().parse(template):
+            out.append(literal)
+            if name is None:
+                continue
+            if name not in values:
+                raise InputError(f"placeholder {{{name}}} names no cmd_args field", field="cmd_args.command")
+            value = values[name]
+            text = repr(value) if conversion == "r" else ascii(value) if conversion == "a" else str(value)
+            out.append(format(shlex.quote(text), spec or ""))
+    except ValueError as exc:
         raise InputError(f"bad template: {exc}", field="cmd_args.command") from None
+    return "".join(out)
 
 
 class CommandWorkload(Workload):
@@ -44,8 +47,10 @@ class CommandWorkload(Workload):
         env["DSE_TRIAL_DIR"] = str(trial_dir)
         limit = time_limit_seconds(cfg.time_limit) if cfg.time_limit else None
         gpn = int(flat.get("gpus_per_node") or self.sweep.system.gpus_per_node or 0)
+        # secrets in extra_env_vars reach the job through its inherited environment (JobSpec.secret_env)
         return JobSpec(argv=[command], cwd=str(trial_dir), env=env, num_nodes=cfg.num_nodes,
-                       gpus_per_node=gpn, time_limit_s=limit, shell=True)
+                       gpus_per_node=gpn, time_limit_s=limit, shell=True,
+                       secret_values=[resolve_hf_token(cfg.cmd_args)])
 
     def collect(self, cfg: TrialConfig, trial_dir: Path, returncode: int | None) -> Outcome:
         name = str(cfg.flat_cmd_args().get("metrics_file") or "metrics.json")

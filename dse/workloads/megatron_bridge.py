@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.errors import InputError
+from dse.hashing import is_secret_env
 from dse.install import cached_image, checkout_path, launcher_venv_python
 from dse.metrics import MetricsError, classify_failure, parse_log
 from dse.space import TrialConfig, flatten
@@ -266,7 +267,10 @@ class MegatronBridgeWorkload(Workload):
         if mounts:
             args += ["-cm", ",".join(mounts)]
         for key, value in sorted(self.job_env(cfg).items()):
-            args += ["-cb", f"export {key}={value}"]
+            # a secret's value never enters the command line (pickled, and written into nemo_run's sbatch
+            # script): the launcher inherits it (JobSpec keeps it out of the pickle) and the job's shell copies it
+            shown = f'"${{{key}}}"' if is_secret_env(key, value) else value
+            args += ["-cb", f"export {key}={shown}"]
         params = self.slurm_params()
         if params:
             args += ["--additional_slurm_params", ";".join(params)]
@@ -307,7 +311,8 @@ class MegatronBridgeWorkload(Workload):
         """
         script = f"{self.repo_root().rstrip('/')}/{SETUP_SCRIPT}"
         argv = [*self.launcher(), script, *self.launcher_flags(cfg, trial_dir)]
-        return JobSpec(argv=argv, cwd=str(trial_dir), env={"NEMORUN_HOME": str(trial_dir)}, num_nodes=1,
+        secrets = {k: v for k, v in self.job_env(cfg).items() if is_secret_env(k, v)}
+        return JobSpec(argv=argv, cwd=str(trial_dir), env={"NEMORUN_HOME": str(trial_dir), **secrets}, num_nodes=1,
                        gpus_per_node=0, time_limit_s=None, submit_host=True)
 
     # ---- results ---------------------------------------------------------------------------------

@@ -7,6 +7,21 @@ from pathlib import Path
 from dse.metrics import MetricsError, classify_failure, parse_log, parse_metrics_json
 from dse.workloads.base import STDERR, STDOUT, Outcome, last_line, read_text
 
+# A metrics JSON is parsed whole up to this size (a golden-values file of a long run can pass 100 MB); a larger
+# one is refused unread, with its size, rather than truncated into "corrupt" JSON.
+MAX_METRICS_FILE_BYTES = 1 << 30
+
+
+def read_metrics_file(path: Path) -> str:
+    """The whole text of a metrics JSON file; MetricsError when it is over MAX_METRICS_FILE_BYTES."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MetricsError(f"cannot read the metrics file: {exc.strerror or exc}") from None
+    if size > MAX_METRICS_FILE_BYTES:
+        raise MetricsError(f"the metrics file is {size:,} bytes, over the {MAX_METRICS_FILE_BYTES:,}-byte limit")
+    return read_text(path, limit=MAX_METRICS_FILE_BYTES + 1)
+
 
 def collect_metrics(trial_dir: Path, json_paths: list[Path], returncode: int | None,
                     tolerate_exit: bool = False) -> Outcome:
@@ -21,7 +36,7 @@ def collect_metrics(trial_dir: Path, json_paths: list[Path], returncode: int | N
     for path in json_paths:
         if path.is_file():
             try:
-                return Outcome(True, metrics=parse_metrics_json(read_text(path)))
+                return Outcome(True, metrics=parse_metrics_json(read_metrics_file(path)))
             except MetricsError as exc:
                 json_error = f"{path.name}: {exc.reason}"
     try:

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dse.hashing import redact
 from dse.space import TrialConfig
-from dse.spec import time_limit_seconds
+from dse.spec import resolve_hf_token, time_limit_seconds
 from dse.workloads.base import JobSpec, Outcome, Workload
 from dse.workloads.outcomes import collect_metrics
 
@@ -25,8 +26,10 @@ class SimulatedMegatronBridge(Workload):
     time_scale: float = 0.0
 
     def build(self, cfg: TrialConfig, trial_dir: Path) -> JobSpec:
-        config: dict[str, Any] = {"cmd_args": cfg.flat_cmd_args(), "num_nodes": cfg.num_nodes, "simulated": True}
-        config["cmd_args"].pop("hf_token", None)
+        cmd_args = cfg.flat_cmd_args()
+        cmd_args.pop("hf_token", None)
+        # the model needs no secret: a secret-named field (wandb_key) or a token in a value never reaches the file
+        config: dict[str, Any] = {"cmd_args": redact(cmd_args), "num_nodes": cfg.num_nodes, "simulated": True}
         (trial_dir / "simulation_input.json").write_text(json.dumps(config, indent=1, default=str))
         scale = float(os.environ.get("DSE_SIM_TIME_SCALE", self.time_scale))
         argv = [sys.executable, "-m", "dse.workloads.simulated", "--config", "simulation_input.json",
@@ -35,8 +38,9 @@ class SimulatedMegatronBridge(Workload):
             argv += ["--trial", str(cfg.env["trial"])]
         limit = time_limit_seconds(cfg.time_limit) if cfg.time_limit else None
         # a simulation needs one CPU, not the nodes and GPUs it models: never hold a cluster's GPUs for it
+        # secrets in extra_env_vars reach the job through its inherited environment (JobSpec.secret_env)
         return JobSpec(argv=argv, cwd=str(trial_dir), env=dict(cfg.extra_env_vars), num_nodes=1,
-                       gpus_per_node=0, time_limit_s=limit)
+                       gpus_per_node=0, time_limit_s=limit, secret_values=[resolve_hf_token(cfg.cmd_args)])
 
     def collect(self, cfg: TrialConfig, trial_dir: Path, returncode: int | None) -> Outcome:
         return collect_metrics(trial_dir, [trial_dir / "golden_values.json"], returncode)

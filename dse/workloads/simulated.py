@@ -4,7 +4,9 @@
 [--max-sleep S]` reads `{"cmd_args": {...}, "num_nodes": N}`, predicts the run with `dse.perfmodel` and
 emits Megatron-Bridge's per-step log lines (reference megatron-bridge.md §2c) and golden-values JSON (§2b)
 so that the metric collection, caching and sweep logic can be exercised end to end without a GPU. The
-first line always says SIMULATED; `DIR/simulation.json` carries `"simulated": true`.
+first line always says SIMULATED; the second says how far the model's calibration reaches for this
+configuration ("published 26.02 row", "interpolated" or "extrapolated: <why>"); `DIR/simulation.json`
+carries `"simulated": true` and the same as `"extrapolated"` and `"calibration"`.
 
 Exit codes: 0 success; 1 the configuration would fail (CUDA OOM, or a launcher assertion); 2 bad usage.
 Noise (about 1 %) is deterministic: seeded by a hash of the config and the trial number.
@@ -93,7 +95,10 @@ def run_simulation(config: Mapping[str, Any], out_dir: Path, trial: int = 0, tim
         record.update(status="failed", error=message)
         _write_json(out_dir / "simulation.json", record, indent=1)
         return 1
-    record.update(resolved={k: v for k, v in resolved.items() if k != "hf_token"}, prediction=asdict(pred))
+    record.update(resolved={k: v for k, v in resolved.items() if k != "hf_token"}, prediction=asdict(pred),
+                  extrapolated=pred.extrapolated, calibration=pred.calibration)
+    # how far the model's calibration (the 26.02 published table) reaches for this configuration
+    print(f"{BANNER}: calibration: {pred.calibration}", file=stream, flush=True)
     if not pred.fits:
         print(pred.oom_message, file=err, flush=True)
         record.update(status="oom", error=pred.oom_message)
