@@ -56,10 +56,13 @@ def _model_fingerprint() -> str:
 
     import dse.architectures
     import dse.perfmodel
+    import dse.pipeline_layout
     import dse.presets
+    import dse.published
     import dse.workloads.simulated
 
     digest = hashlib.sha256()
-    for module in (dse.perfmodel, dse.presets, dse.architectures, dse.workloads.simulated):
+    for module in (dse.perfmodel, dse.presets, dse.architectures, dse.pipeline_layout, dse.published,
+                   dse.workloads.simulated):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:16]
