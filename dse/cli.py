@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -254,6 +255,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         except BrokenPipeError:
             return EXIT_OK
+        except (OSError, sqlite3.Error) as exc:  # a read-only or full disk, an unreachable scheduler
+            print(f"error: dse {args.command}: {_environment_error(exc)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except Exception as exc:
+            if type(exc).__name__ != "FailedJobError":  # submitit: sbatch refused or could not reach Slurm
+                raise
+            print(f"error: dse {args.command}: the scheduler refused the job: {' '.join(str(exc).split())[:300]}; "
+                  "trials already stored are kept (dse resume RUN_DIR)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+
+def _environment_error(exc: BaseException) -> str:
+    """One line for an error of the machine, not of the sweep; what is stored stays (resume finishes it)."""
+    from dse.errors import scrub_message
+
+    where = getattr(exc, "filename", None)
+    what = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+    return scrub_message(f"{what}{f': {where}' if where else ''} ({type(exc).__name__}); what was stored is kept "
+                         "(finish with dse resume RUN_DIR once it is fixed)")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,6 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from matplotlib.figure import Figure
 
 from dse import plots
 from dse.plots import _is_missing
+from dse.tomlwrite import write_text_atomic
 
 __all__ = ["STATUSES", "build_html", "render_report"]
 
@@ -71,15 +70,7 @@ def render_report(
     out_path = Path(out_path)
     document = build_html(df, title=title, best_toml=best_toml, space_summary=space_summary, top=top)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(document)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out_path
+    return write_text_atomic(out_path, document)  # the umask's mode, like every other file of the run
 
 
 def build_html(df: pd.DataFrame, *, title: str, best_toml: str | None, space_summary: str, top: int = 20) -> str:

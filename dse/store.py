@@ -48,10 +48,13 @@ class _Database:
     """One SQLite file, with a connection per (process, thread) and a write-transaction helper."""
 
     SCHEMA: tuple[str, ...] = ()
+    READS_WHEN_READ_ONLY = False  # open a file this process may not write read-only instead of refusing it
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly  # readers (status, table, best) work on a run dir they cannot write
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[tuple[int, sqlite3.Connection]] = []
@@ -59,6 +62,8 @@ class _Database:
 
     # -- connections ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            return self._connect_readonly()
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
@@ -83,8 +88,28 @@ class _Database:
                 conn.close()
             if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
                 raise
+            if "readonly" in str(exc).replace("read-only", "readonly"):
+                if self.READS_WHEN_READ_ONLY:
+                    self.readonly = True  # still worth reading; every write will be refused (and said so)
+                    return self._connect_readonly()
+                raise InputError("is read-only here and this command must write it; nothing was changed",
+                                 file=str(self.path)) from None
             raise InputError(f"not a usable SQLite database ({exc})", file=str(self.path)) from None
         return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A reading connection that writes nothing: `mode=ro`, else (WAL files it may not create) `immutable`."""
+        uri = self.path.resolve().as_uri()
+        last: Exception | None = None
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.Error as exc:
+                last = exc
+        raise InputError(f"cannot read the database ({last})", file=str(self.path))
 
     @staticmethod
     def _retry(action: Any, attempts: int = 200) -> Any:
@@ -380,7 +405,13 @@ class CacheEntry:
 
 
 class ResultCache(_Database):
-    """The result cache shared across runs (default `~/.cache/dse/cache.db`; the caller picks the path)."""
+    """The result cache shared across runs (default `~/.cache/dse/cache.db`; the caller picks the path).
+
+    A cache this process may not write is still read (its hits are used); writes then fail and the
+    trial engine says so once, keeping the results in the run's own trials.db.
+    """
+
+    READS_WHEN_READ_ONLY = True
 
     SCHEMA = (
         """CREATE TABLE IF NOT EXISTS cache (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -138,6 +139,15 @@ class SweepRunner:
     """Drives one sweep in one run directory (a new run or a resumed one)."""
 
     def __init__(self, sweep: Sweep, run_dir: Path, opts: RunOptions, resumed: bool = False) -> None:
+        created = not run_dir.exists()
+        try:
+            self._setup(sweep, run_dir, opts, resumed)
+        except BaseException:
+            if created:  # a sweep refused before its first trial leaves no run directory behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+    def _setup(self, sweep: Sweep, run_dir: Path, opts: RunOptions, resumed: bool) -> None:
         self.sweep, self.run_dir, self.opts = sweep, run_dir, opts
         self.space = SweepSpace(sweep)
         self.count = self.space.require_valid()
@@ -150,15 +160,17 @@ class SweepRunner:
             self.steps = self.count.valid  # CloudAI's grid runs every point unless agent_steps is given
         else:
             self.steps = test.agent_steps
-        self.agent = create_sweep_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed,
-                                        storage_dir=run_dir)
+        cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())
         if test.git_repos or sweep.workload == "MegatronBridge":
             for line in install_sweep(sweep).lines:  # the pinned checkout must exist before a trial runs
                 print(f"install: {line}", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = RunDirLock(run_dir)  # before the store: a second driver is refused, nothing touched
+        self.lock = RunDirLock(run_dir)  # before anything else in it: a second driver is refused, nothing touched
+        for debris in [*run_dir.glob(".*.tmp"), *run_dir.glob(".trials-*.csv")]:  # an earlier driver's, killed
+            debris.unlink(missing_ok=True)                                            # mid-write
+        self.agent = create_sweep_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed,
+                                        storage_dir=run_dir)
         self.store = TrialStore(run_dir / "trials.db")
-        cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())
         kind = opts.executor or sweep.system.scheduler
         self.engine = TrialEngine(self.space, self.store, run_dir, Executor(kind, sweep.system), cache=cache,
                                   seed=self.seed, max_retries=test.max_retries)

@@ -25,7 +25,7 @@ def _open_store(run_dir: Path) -> TrialStore:
     db = Path(run_dir) / "trials.db"
     if not db.is_file():
         raise InputError("not a dse run directory (no trials.db)", file=str(run_dir))
-    return TrialStore(db)
+    return TrialStore(db, readonly=True)  # reading a run never writes to it
 
 
 def frame(records: Sequence[TrialRecord], params: Sequence[str], envs: Sequence[str],
@@ -71,15 +71,25 @@ def load_trials(run_dirs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Replace `path` atomically: readers see the old or the new file, never a partial one."""
+    """Replace `path` atomically: readers see the old or the new file, never a partial one.
+
+    Streamed to a temp file (the umask's mode, as every other file of the run), then renamed over.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trials-", suffix=".csv")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as fh:
             df.to_csv(fh, index=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def best_record(records: Sequence[TrialRecord]) -> TrialRecord | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,7 @@ class TrialEngine:
     max_retries: int = 2
     workload: Workload = field(init=False)
     in_flight: dict[int, _InFlight] = field(default_factory=dict)
+    _cache_warned: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.workload = workload_for(self.space.sweep)
@@ -186,12 +189,22 @@ class TrialEngine:
             rec.status = outcome.reason if outcome.reason in ("timeout", "preempted") else "failed"
             rec.reason, rec.error = outcome.reason, scrub_text(outcome.error or "")[:500]
         if self.cache is not None and (outcome.ok or outcome.reason in DETERMINISTIC_FAILURES):
-            self.cache.put(CacheEntry(
+            self._cache_put(CacheEntry(
                 config_hash=payload_hash, status="completed" if outcome.ok else "failed", metrics=rec.metrics,
                 reason=rec.reason, error=rec.error, workload=self.workload.name, created_at=time.time(),
                 run_dir=str(self.run_dir), trial=rec.trial,
             ))
         return self._finish(rec, observation)
+
+    def _cache_put(self, entry: CacheEntry) -> None:
+        """Share a result; a cache that cannot be written (read-only, full) costs reuse, not the trial."""
+        try:
+            self.cache.put(entry)  # type: ignore[union-attr]
+        except (sqlite3.Error, OSError) as exc:
+            if not self._cache_warned:
+                print(f"warning: the result cache could not be written ({' '.join(str(exc).split())}); results "
+                      "stay in this run's trials.db", file=sys.stderr, flush=True)
+                self._cache_warned = True
 
     def _finish(self, rec: TrialRecord, observation: list[float]) -> Finished:
         ok = rec.status in ("completed", "cached")
