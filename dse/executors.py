@@ -49,13 +49,39 @@ def run_job(spec: JobSpec) -> int:
         cmd: Any = spec.argv[0] if spec.shell else spec.argv
         proc = subprocess.Popen(cmd, shell=spec.shell, cwd=cwd, env=env, stdout=out, stderr=err,
                                 start_new_session=True)
+        terminated, previous = _forward_sigterm(proc)
         try:
-            return proc.wait(timeout=spec.time_limit_s)
+            rc = proc.wait(timeout=spec.time_limit_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             err.write(f"\n[dse] killed: exceeded the time limit of {spec.time_limit_s:.0f} s\n")
             return TIMEOUT_RC
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        if terminated:  # the scheduler ended the job (scancel, preemption): whatever the program made of it
+            err.write("\n[dse] terminated by the scheduler (SIGTERM)\n")
+            return 128 + signal.SIGTERM
+        return rc
+
+
+def _forward_sigterm(proc: subprocess.Popen[Any]) -> tuple[list[int], Any]:
+    """On SIGTERM to the job (scancel, preemption), terminate the program's whole session and remember it.
+
+    Slurm may signal only some of the program's processes (a shell's `sleep`, not the shell), and the
+    program may then finish "successfully"; a terminated job is a preempted one, retried by policy.
+    """
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return seen, None
+
+    def handle(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGTERM)
+
+    return seen, signal.signal(signal.SIGTERM, handle)
 
 
 @dataclass
@@ -165,7 +191,11 @@ class Executor:
             params["cpus_per_task"] = sys_cfg.cpus_per_task
         if sys_cfg.mem_gb:
             params["mem"] = f"{sys_cfg.mem_gb}G"
-        time_min = limit_min or (parse_time_limit(sys_cfg.time_limit) if sys_cfg.time_limit else None)
+        # Slurm's limit and submitit's USR2 warning (signal_delay_s before it) come a minute after dse's own
+        # kill at the time limit, so a job past its limit always ends as dse's timeout, never as a signal race
+        time_min = limit_min + 1 if limit_min else (parse_time_limit(sys_cfg.time_limit) if sys_cfg.time_limit
+                                                    else None)
+        params["signal_delay_s"] = 60
         if time_min:
             params["time"] = time_min
         extra = {}

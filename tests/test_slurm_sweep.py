@@ -131,3 +131,22 @@ def test_scancel_counts_as_preemption_and_is_retried(tmp_path: Path) -> None:
     df = load_trials(_run_dir(out))
     assert df["status"].tolist() == ["completed"] and df["attempts"].tolist() == [2]
     assert str(df["job_id"].iloc[0]) != str(job_id)
+
+
+def test_scancel_of_a_program_that_survives_sigterm_is_still_a_preemption(tmp_path: Path) -> None:
+    """A program that traps SIGTERM and finishes anyway must not turn a scancel into a completed trial."""
+    marker = tmp_path / "first-attempt"
+    cmd = (f"if [ ! -e {marker} ]; then touch {marker}; trap 'echo got TERM' TERM; sleep 20 & wait; fi; {OK}")
+    sweep = _sweep(tmp_path, cmd, values="[1]", extra="max_retries = 1")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "dse.cli", "run", str(sweep), "--system", str(_system(tmp_path)),
+                             "--out", str(out), "--no-cache"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert wait_for(marker.exists, timeout_s=60)
+    time.sleep(1.0)
+    job_id = load_trials(_run_dir(out))["job_id"].iloc[0]
+    subprocess.run(["scancel", str(job_id)], check=True, timeout=30)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stdout + stderr
+    df = load_trials(_run_dir(out))
+    assert df["status"].tolist() == ["completed"] and df["attempts"].tolist() == [2], df[["status", "attempts", "error"]]
