@@ -372,6 +372,13 @@ def _r_pipeline_layout(c: Columns) -> Any:
     return np.equal(problem, "")
 
 
+def _r_hybrid_no_vp(c: Columns) -> Any:
+    """Mamba hybrids (Nemotron-H) have no interleaved schedule: Megatron-Core 0.16.0 ssm/mamba_block.py
+    `_select_layers_for_pipeline_parallel` asserts it, and Megatron-Bridge v0.3.0's mamba_provider.py too."""
+    hybrid = np.logical_and(np.asarray(_arch_int(c, "mamba_layers")) > 0, c.num("pp") > 1)  # pp 1: vp_needs_pp
+    return _implies(hybrid, np.logical_not(_vp_on(c)))
+
+
 def _r_interleaved_microbatches(c: Columns) -> Any:
     gb = c.value("gb")
     if gb is None:
@@ -589,6 +596,7 @@ _MEGATRON_RULES: tuple[Rule, ...] = (
          _r_layers_vp),
     Rule("pipeline_layout", "the pipeline layout (deepseek_v3: chosen by the recipe from (pp, vp), else the "
          "preset's) must have pp*vp stages holding the model's layers", _r_pipeline_layout),
+    Rule("hybrid_no_vp", "a Mamba hybrid model (nemotronh) takes no vp (interleaved pipeline)", _r_hybrid_no_vp),
     Rule("interleaved_microbatches", "with vp, the number of microbatches gb/(mb*dp) must be a multiple of pp and >= pp",
          _r_interleaved_microbatches),
     Rule("heads_divisible_by_tp", "num_attention_heads must be a multiple of tp", _r_heads_tp),
@@ -632,7 +640,7 @@ _RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "layers_divisible_by_pp": ("model_recipe_name", "num_layers", "pp"),
     "layers_divisible_by_vp": ("model_recipe_name", "num_layers", "pp", "vp"),
     "pipeline_layout": ("model_recipe_name", "pp_layout", "pp", "vp"),
-    "interleaved_microbatches": ("gb", "mb", *_PAR, "vp"), "heads_divisible_by_tp": ("model_recipe_name", "tp"),
+    "interleaved_microbatches": ("gb", "mb", *_PAR, "vp"), "hybrid_no_vp": ("model_recipe_name", "vp"), "heads_divisible_by_tp": ("model_recipe_name", "tp"),
     "query_groups_vs_tp": ("model_recipe_name", "tp"), "seq_divisible_by_tp": ("seq_length", "cp", "tp"),
     "seq_divisible_by_2cp": ("seq_length", "cp"), "seq_length_consistent": ("seq_length", "model.seq_length"),
     "experts_divisible_by_ep": ("model_recipe_name", "ep"), "ep_needs_moe": ("model_recipe_name", "ep"),

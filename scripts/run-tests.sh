@@ -21,6 +21,22 @@ else
     echo "run-tests: not root (or DSE_SKIP_SLURM=1): skipping the Slurm integration tests" >&2
     markers=(-m "not slurm")
 fi
+# The Megatron-Core oracle tests (-m oracle, tests/test_megatron_oracle.py) need megatron-core 0.16.0,
+# installed without its torch dependency (a multi-GB CUDA build; the oracle stubs torch in a subprocess).
+# Checked with find_spec and the installed version: importing megatron.core here would need torch.
+oracle_check='import importlib.metadata as m, importlib.util as u, sys
+ok = u.find_spec("megatron") is not None and u.find_spec("megatron.core") is not None
+sys.exit(0 if ok and m.version("megatron-core") == "0.16.0" else 1)'
+export DSE_REQUIRE_ORACLE=${DSE_REQUIRE_ORACLE:-1}
+if ! "$PY" -c "$oracle_check" 2>/dev/null; then
+    if ! "$PY" -m pip install -q --no-deps megatron-core==0.16.0 'packaging>=24.2'; then
+        echo "run-tests: could not install megatron-core==0.16.0 (pip --no-deps) for the oracle tests" >&2
+        if [[ "$DSE_REQUIRE_ORACLE" != "0" ]]; then
+            [[ $started -eq 1 ]] && { scripts/slurm-local.sh stop || true; }
+            exit 1
+        fi
+    fi
+fi
 "$PY" -m pytest -q "${markers[@]}" "$@"
 rc=$?
 if [[ $started -eq 1 ]]; then

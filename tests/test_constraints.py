@@ -23,6 +23,8 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "expert_world_divisible": (Q30, {"ep": 8, "et": 1, "pp": 2}, {"ep": 8, "et": 2, "pp": 2}),
     "batch_divisible": (L8, {"mb": 2, "gb": 16}, {"mb": 2, "gb": 12}),
     "vp_needs_pp": (L70, {"pp": 2, "vp": 2}, {"pp": 1, "vp": 2}),
+    "hybrid_no_vp": ({**L70, "model_recipe_name": "nemotronh_56b", "model": {"num_layers": 120}}, {"pp": 2},
+                     {"pp": 2, "vp": 2}),
     "layers_divisible_by_pp": ({**L70, "num_gpus": 48}, {"pp": 8, "num_gpus": 64}, {"pp": 3}),
     "layers_divisible_by_vp": (L70, {"pp": 4, "vp": 5}, {"pp": 4, "vp": 3}),
     "interleaved_microbatches": ({**L70, "num_gpus": 8}, {"pp": 4, "vp": 2, "gb": 8}, {"pp": 4, "vp": 2, "gb": 6}),
