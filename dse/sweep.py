@@ -22,7 +22,7 @@ from typing import Any
 from agents.base import TrialResult, create_sweep_agent
 from dse.errors import InputError
 from dse.executors import Executor
-from dse.hashing import redact, scrub_secrets
+from dse.hashing import REDACTED, redact, scrub_secrets
 from dse.install import install_sweep
 from dse.metrics import DETERMINISTIC_FAILURES
 from dse.rundir_lock import RunDirLock
@@ -343,6 +343,17 @@ def run_sweep(sweep: Sweep, opts: RunOptions) -> int:
     return runner.run()
 
 
+def _restore_redacted_env(sweep: Sweep, run_dir: Path) -> None:
+    """sweep.toml holds `***` for secret extra_env_vars: a resumed run takes them from the environment again."""
+    for name, value in list(sweep.test.extra_env_vars.items()):
+        if value != REDACTED:
+            continue
+        if not os.environ.get(name):
+            raise InputError(f"is a secret kept out of the run dir; export {name} and resume again",
+                             file=str(run_dir), field=f"extra_env_vars.{name}")
+        sweep.test.extra_env_vars[name] = os.environ[name]
+
+
 def resume_sweep(run_dir: Path, parallel: int | None = None) -> int:
     """`dse resume`: finish a sweep whose driver died."""
     run_dir = Path(run_dir)
@@ -358,5 +369,6 @@ def resume_sweep(run_dir: Path, parallel: int | None = None) -> int:
                           time_scale=options.get("time_scale"))
     sweep = load_sweep(run_dir / "sweep.toml")
     sweep.system = system
+    _restore_redacted_env(sweep, run_dir)
     print(f"resuming {run_dir}", flush=True)
     return SweepRunner(sweep, run_dir, opts, resumed=True).run()

@@ -79,3 +79,15 @@ def test_an_image_url_is_passed_as_is_when_enroot_is_missing(tmp_path: Path) -> 
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert "image: nvcr.io#nvidia/nemo:26.02.00 passed as a URL (enroot not found" in out
+
+
+def test_the_launcher_venv_is_made_once_from_pinned_requirements(tmp_path: Path) -> None:
+    """The path `dse install` takes when the system names no launcher (here with a small requirement instead
+    of nemo-run's 111 packages): a venv in $DSE_HOME, reused, with the requirement importable."""
+    from dse.install import launcher_python
+
+    python = launcher_python(tmp_path / "home", requirements=("packaging>=24",))
+    assert python.startswith(str(tmp_path / "home" / "venvs"))
+    r = subprocess.run([python, "-c", "import packaging, sys; print(sys.prefix)"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().startswith(str(tmp_path / "home")), r.stderr
+    assert launcher_python(tmp_path / "home", requirements=("packaging>=24",)) == python  # made once

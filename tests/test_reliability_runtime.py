@@ -155,3 +155,40 @@ def test_run_files_follow_the_umask_and_debris_of_a_killed_writer_goes(tmp_path:
     (run / ".best.toml.123.deadbeef.tmp").write_text("partial")
     assert _dse("resume", str(run)).returncode == 0
     assert not list(run.glob(".trials-*.csv")) and not list(run.glob(".*.tmp"))
+
+
+def test_a_garbage_cache_is_refused_before_a_run_dir_exists(tmp_path: Path) -> None:
+    cache = tmp_path / "cache.db"
+    cache.write_bytes(b"this is not sqlite" * 100)
+    out = tmp_path / "runs"
+    line = _one_line(_dse("run", str(_sweep(tmp_path)), "--out", str(out), "--cache", str(cache), "--executor", "debug"))
+    assert "cache.db" in line
+    assert not out.exists() or not any(out.iterdir())  # no empty run dir left behind
+
+
+def test_resume_takes_redacted_secret_env_from_the_environment(tmp_path: Path) -> None:
+    secret = "hf_RESUMEsecret0123456789abcdefXYZ"
+    cmd = json.dumps("printf %s \"$MY_TOKEN\" | sha256sum | cut -c1-16 > seen.txt; "
+                     "echo '{{\"step-time\": {x}}}' > metrics.json")
+    sweep = write_toml(tmp_path / "s.toml", 'name = "s"\ntest_template_name = "Command"\nagent_metrics = ["step-time"]\n'
+                       f'[extra_env_vars]\nMY_TOKEN = "{secret}"\n[cmd_args]\ncommand = {cmd}\nx = [1, 2, 3]\n')
+    out = tmp_path / "runs"
+    r = _dse("run", str(sweep), "--out", str(out), "--no-cache", "--executor", "debug", "--steps", "1")
+    assert r.returncode == 0, r.stderr
+    (run,) = list(out.iterdir())
+    store_steps = run / "trials.db"
+    assert store_steps.exists()
+    import sqlite3
+
+    with sqlite3.connect(store_steps) as conn:  # let resume run the two trials the first driver never asked for
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'steps'")
+    line = _one_line(_dse("resume", str(run), env={"MY_TOKEN": ""}))
+    assert "extra_env_vars.MY_TOKEN" in line and secret not in line
+    r = _dse("resume", str(run), env={"MY_TOKEN": secret})
+    assert r.returncode == 0, r.stdout + r.stderr
+    import hashlib
+
+    want = hashlib.sha256(secret.encode()).hexdigest()[:16]
+    seen = sorted(p.read_text().strip() for p in run.rglob("seen.txt"))
+    assert seen == [want] * 3  # the resumed trials saw the real value, not "***"
+    assert not [p for p in run.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
