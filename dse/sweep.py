@@ -139,12 +139,12 @@ class SweepRunner:
     """Drives one sweep in one run directory (a new run or a resumed one)."""
 
     def __init__(self, sweep: Sweep, run_dir: Path, opts: RunOptions, resumed: bool = False) -> None:
-        created = not run_dir.exists()
+        created = _first_missing(run_dir)
         try:
             self._setup(sweep, run_dir, opts, resumed)
         except BaseException:
-            if created:  # a sweep refused before its first trial leaves no run directory behind
-                shutil.rmtree(run_dir, ignore_errors=True)
+            if created is not None:  # a sweep refused before its first trial leaves no folder behind
+                shutil.rmtree(created, ignore_errors=True)
             raise
 
     def _setup(self, sweep: Sweep, run_dir: Path, opts: RunOptions, resumed: bool) -> None:
@@ -160,6 +160,9 @@ class SweepRunner:
             self.steps = self.count.valid  # CloudAI's grid runs every point unless agent_steps is given
         else:
             self.steps = test.agent_steps
+        # the agent's settings are checked before anything is written (a real agent, with the study in the
+        # run dir, is made once the run dir is locked)
+        create_sweep_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed, storage_dir=None)
         cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())
         if test.git_repos or sweep.workload == "MegatronBridge":
             for line in install_sweep(sweep).lines:  # the pinned checkout must exist before a trial runs
@@ -322,6 +325,16 @@ def safe_dir_name(name: str, limit: int = 100) -> str:
     text = re.sub(r"\.{2,}", ".", text)
     text = text.lstrip("._-")[:limit].rstrip("._-")
     return text or "sweep"
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what creating `path` would create), or None."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
 
 
 def new_run_dir(out: Path, name: str) -> Path:
