@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from dse.workloads.base import STDERR, STDOUT
+from dse.workloads.base import STDERR, STDOUT, read_text
 
 __all__ = ["LaunchedJob", "parse_submitted_job_id", "sacct_state", "scancel"]
 
@@ -69,7 +69,7 @@ class LaunchedJob:
     def job_id(self) -> str:
         """The training job's Slurm id once printed, else '' (the table then shows no id yet)."""
         if self.slurm_id is None:
-            text = "\n".join(_read(self.trial_dir / name) for name in (STDOUT, STDERR))
+            text = "\n".join(read_text(self.trial_dir / name) for name in (STDOUT, STDERR))
             self.slurm_id = parse_submitted_job_id(text)
         return self.slurm_id or ""
 
@@ -109,9 +109,3 @@ class LaunchedJob:
         if self.launcher is not None:
             self.launcher.cancel()  # type: ignore[attr-defined]
 
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
