@@ -115,7 +115,7 @@ class Columns:
     def table(self, names: Sequence[str], fn: Callable[..., Any], key: Any = None) -> Any:
         """`fn(*values)` for each point, computed once per combination of the swept fields in `names`."""
         names = tuple(names)
-        cache_key = ("table", key if key is not None else (names, fn))
+        cache_key = ("table", key if key is not None else (names, _fn_key(fn)))
         entry = self.cache.get(cache_key)
         if entry is None:
             entry = self._tabulate(names, fn)
@@ -166,9 +166,7 @@ class Columns:
     def value(self, name: str) -> Any:
         """The effective value: presets fill unset parallelism fields (as the launcher would)."""
         if name in RESOLVED_FIELDS:
-            deps = resolved_deps(name)
-            return self.table(deps, lambda *v, _d=deps, _n=name: resolve_scalar(_n, dict(zip(_d, v, strict=True))),
-                              key=("resolved", name))
+            return self.resolved_table((name,), _identity, key=("value", name))
         return self.raw(name)
 
     def resolved_table(self, names: Sequence[str], fn: Callable[..., Any], key: Any) -> Any:
@@ -183,9 +181,8 @@ class Columns:
 
     def num(self, name: str, default: int = 1) -> Any:
         if name in RESOLVED_FIELDS:  # default the small table, not every point
-            deps = resolved_deps(name)
-            return self.table(deps, lambda *v, _d=deps, _n=name: _or_default(
-                resolve_scalar(_n, dict(zip(_d, v, strict=True))), default), key=("resolved-num", name, default))
+            return self.resolved_table((name,), lambda v, _d=default: _d if v is None else v,
+                                       key=("num", name, default))
         v = self.value(name)
         if isinstance(v, np.ndarray):
             if v.dtype == object:
@@ -196,12 +193,21 @@ class Columns:
     def feature(self, name: str, fn: Callable[[Any], Any]) -> Any:
         """A feature of one field's effective value (string parsing etc.), computed once per distinct value."""
         if name in RESOLVED_FIELDS:
-            return self.resolved_table((name,), fn, key=("feature", name, fn))
-        return self.table((name,), fn, key=("feature", name, fn))
+            return self.resolved_table((name,), fn, key=("feature", name, _fn_key(fn)))
+        return self.table((name,), fn, key=("feature", name, _fn_key(fn)))
 
 
-def _or_default(value: Any, default: int) -> Any:
-    return default if value is None else value
+def _fn_key(fn: Callable[..., Any]) -> Any:
+    """A cache key for a feature function: rules build their lambdas anew on every block, so the function
+    object itself would miss the cache (and grow it) every time; its code and bound defaults do not change."""
+    code = getattr(fn, "__code__", None)
+    if code is None or getattr(fn, "__closure__", None):
+        return fn
+    return (code, getattr(fn, "__defaults__", None))
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def resolved_deps(name: str) -> tuple[str, ...]:
