@@ -83,8 +83,12 @@ def launcher_venv_python(home: Path | None = None, requirements: tuple[str, ...]
 
 def cached_image(image: str, home: Path | None = None) -> str:
     """The image to pass as -i: its cached .sqsh once `dse install` imported it, else as written."""
-    sqsh = (home or dse_home()) / "images" / f"{_key(image)}.sqsh"
+    sqsh = _sqsh_path(image, home or dse_home())
     return str(sqsh) if sqsh.is_file() else image
+
+
+def _sqsh_path(image: str, home: Path) -> Path:
+    return home / "images" / f"{_key(image)}.sqsh"
 
 
 def install_repo(repo: GitRepo, home: Path | None = None) -> Path:
@@ -141,7 +145,7 @@ def _image(image: str, home: Path) -> tuple[str, str]:
     """(what to pass as -i, a line for the report): a cached .sqsh when enroot can make one."""
     if not image.startswith("nvcr.io#") and "#" not in image:
         return image, f"image: {image} (used as given)"
-    sqsh = home / "images" / f"{_key(image)}.sqsh"
+    sqsh = _sqsh_path(image, home)
     if sqsh.is_file():
         return str(sqsh), f"image: {sqsh} (cached)"
     if shutil.which("enroot") is None:
