@@ -216,7 +216,7 @@ class Executor:
         ex = self._make(folder, spec)
         if self.kind != "local":
             return JobHandle(ex.submit(run_job, spec))
-        with _terminal_sigint_ignored():  # the job's processes inherit it: a Ctrl-C reaches only the driver
+        with _terminal_sigint_blocked():  # the job's processes inherit the mask: a Ctrl-C reaches only the driver
             return JobHandle(ex.submit(run_job, spec))
 
     def attach(self, job_id: str, folder: Path, submit_host: bool = False) -> JobHandle | None:
@@ -233,7 +233,7 @@ class Executor:
 
 
 @contextlib.contextmanager
-def _terminal_sigint_ignored() -> Iterator[None]:
+def _terminal_sigint_blocked() -> Iterator[None]:
     """SIGINT blocked while a local job is started: the blocked mask is inherited across fork and exec, so
     the job does not die of the Ctrl-C a terminal sends to the whole foreground process group. Blocked, not
     ignored: a Ctrl-C meant for the driver during the submission stays pending and is delivered after."""
