@@ -4,7 +4,7 @@ Run: `python benchmarks/bench_agents.py [--quick] [--seeds N]`. Prints two table
 1. engine overhead per ask+tell with a trivial in-process reward (grid, random: target <= 1 ms; optuna vs a
    plain Optuna ask/tell loop with the same TPE sampler and settings: target <= 1.1x);
 2. sample efficiency: trials until a point within 2% of the exhaustive optimum step time is found (median of
-   5 seeds, or --seeds N) for optuna, random and grid, on SIMULATED spaces (dse.perfmodel; the optimum is computed by
+   5 seeds, or --seeds N) for optuna, random and grid, on SIMULATED spaces (dse.simulator._model; the optimum is computed by
    evaluating every valid point), as a share of the valid points (optuna target <= 5%).
 """
 
@@ -24,14 +24,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import optuna  # noqa: E402
+from dse.agents._base import create_agent  # noqa: E402
+from dse.agents._optuna import TPE_DEFAULTS  # noqa: E402
 from optuna.distributions import CategoricalDistribution  # noqa: E402
 
-from agents.base import TrialResult, create_agent  # noqa: E402
-from agents.optuna import TPE_DEFAULTS  # noqa: E402
 from dse.errors import InputError  # noqa: E402
-from dse.perfmodel import predict  # noqa: E402
+from dse.simulator import predict  # noqa: E402
 from dse.space import SweepSpace  # noqa: E402
 from dse.spec import load_sweep  # noqa: E402
+from dse.trial import TrialResult  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -17,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from dse.agents import create_sweep_agent
+
+from dse.engine import RunOptions, SweepRunner
 from dse.spec import Sweep, TestDefinition
-from dse.sweep import RunOptions, SweepRunner
 
 
 def run(n: int, executor: str, parallel: int) -> tuple[float, float, float]:
@@ -31,7 +33,7 @@ def run(n: int, executor: str, parallel: int) -> tuple[float, float, float]:
         os.environ["DSE_HOME"] = str(Path(tmp) / "home")
         sweep = Sweep(test=test, source=Path("bench_driver.toml"))
         runner = SweepRunner(sweep, Path(tmp) / "run", RunOptions(parallel=parallel, out=Path(tmp), no_cache=True,
-                                                                     executor=executor))
+                                                                     executor=executor), create_sweep_agent)
         stamps: list[float] = []
         original = runner._on_finished
 

@@ -1,10 +1,10 @@
 """How well the simulator's performance model predicts Megatron-Bridge's published TFLOP/s per GPU.
 
 Run: `python benchmarks/bench_perfmodel.py [--processes N]` (about a minute on 2 cores). Prints, for each of
-the 29 rows of the 26.02 published table (`dse.published`, reference megatron-bridge.md §5):
-* leave-one-out (LOO): the constants fitted (`dse.perfmodel_fit.fit`) on the other 28 rows, this row
+the 29 rows of the 26.02 published table (`dse.megatron._published`, reference megatron-bridge.md §5):
+* leave-one-out (LOO): the constants fitted (`dse.simulator._fit.fit`) on the other 28 rows, this row
   predicted -- the honest figure for a configuration the fit has not seen;
-* in-sample: fitted on all 29 rows (what `dse.perfmodel.Knobs` ships);
+* in-sample: fitted on all 29 rows (what `dse.simulator._model.Knobs` ships);
 * baseline: the previous, hand-tuned constants (`BASELINE_KNOBS`, the Knobs of commit ff5c803, which
   the current model reproduces exactly when its newer terms are switched off as below);
 then the median and worst |error| of each, targets LOO median <= 5 %, worst <= 10 %. Finally a HELD-OUT
@@ -27,9 +27,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from dse.perfmodel import KNOBS, Knobs, predict  # noqa: E402
-from dse.perfmodel_fit import fit, get_knob, leave_one_out, rounded  # noqa: E402
-from dse.published import PUBLISHED_26_02  # noqa: E402
+from dse.megatron import PUBLISHED_26_02  # noqa: E402
+from dse.simulator import KNOBS, Knobs, fit, get_knob, leave_one_out, predict, rounded  # noqa: E402
 
 # The hand-tuned constants as they were (git ff5c803, dse/perfmodel.py `Knobs`), with every term added
 # since then switched off, so that the current model reproduces that model's predictions exactly.

@@ -1,27 +1,68 @@
 """dse: design-space exploration for Megatron-Bridge training performance on Slurm.
 
-Library entry points: `dse.load_trials(run_dir)` (the trial table), `dse.load_sweep(path)`,
-`dse.SweepSpace(sweep)`; figures in `dse.plots`; agents in the `agents` package; the gymnasium env in `envs`.
+The package is layered; each layer imports only the ones above it in this list (`tests/test_layering.py`):
+
+- core: `dse.errors`, `dse.trial` (TrialStatus, TrialRecord, TrialResult), `dse.hashing`, `dse.expressions`,
+  `dse.cmd_args`, `dse.timelimit`, `dse.tomlwrite`, `dse.agent_names`
+- `dse.megatron`: Megatron knowledge (architectures, presets, published runs, rules), no I/O
+- `dse.simulator`: the SIMULATED run's performance model and its program
+- `dse.metrics`: parsing a run's metrics, the metric catalogue, failure classes, rewards
+- `dse.storage`: the trial table and the shared result cache (SQLite)
+- `dse.workloads`: what a trial runs (MegatronBridge, MegatronBridgeSim, Command), as a registry
+- `dse.spec`: the sweep TOML -> `Sweep`
+- `dse.space`: the search space, its validity and env_params draws
+- `dse.analysis`: the trial table as pandas, best trial, figures (`dse.analysis.plots`), report
+- `dse.agents`: search agents (folder `agents/`)
+- `dse.engine`: executors, the trial engine, the sweep loop
+- `dse.envs`: the gymnasium env (folder `envs/`)
+- `dse.cli`: the `dse` command, which composes the engine with the agents
+
+Library entry points, re-exported here: `dse.load_trials(run_dir)` (the trial table), `dse.load_sweep(path)`,
+`dse.SweepSpace(sweep)`, `dse.plots`, and the trial vocabulary (`TrialStatus`, `TrialRecord`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SweepSpace", "load_sweep", "load_trials"]
+if TYPE_CHECKING:
+    from dse.analysis import load_trials, plots
+    from dse.space import SweepSpace
+    from dse.spec import Sweep, load_sweep
+    from dse.trial import FailureReason, TrialRecord, TrialResult, TrialStatus
+
+__all__ = [
+    "FailureReason",
+    "Sweep",
+    "SweepSpace",
+    "TrialRecord",
+    "TrialResult",
+    "TrialStatus",
+    "load_sweep",
+    "load_trials",
+    "plots",
+]
+
+_LAZY = {  # lazy: `import dse` stays cheap for the CLI (pandas, optuna and matplotlib load on first use)
+    "load_trials": "dse.analysis",
+    "plots": "dse.analysis",
+    "load_sweep": "dse.spec",
+    "Sweep": "dse.spec",
+    "SweepSpace": "dse.space",
+    "FailureReason": "dse.trial",
+    "TrialRecord": "dse.trial",
+    "TrialResult": "dse.trial",
+    "TrialStatus": "dse.trial",
+}
 
 
-def __getattr__(name: str) -> Any:  # lazy: `import dse` stays cheap for the CLI
-    if name == "load_trials":
-        from dse.table import load_trials
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dse' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return load_trials
-    if name == "load_sweep":
-        from dse.spec import load_sweep
 
-        return load_sweep
-    if name == "SweepSpace":
-        from dse.space import SweepSpace
-
-        return SweepSpace
-    raise AttributeError(name)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

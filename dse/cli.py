@@ -106,7 +106,7 @@ def _version() -> str:
     from importlib import metadata
 
     try:
-        return metadata.version("dse")
+        return metadata.version("megatron-dse")
     except metadata.PackageNotFoundError:  # pragma: no cover
         return "0+unknown"
 
@@ -119,8 +119,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 # --------------------------------------------------------------------------------------------------
 def _cmd_space(args: argparse.Namespace) -> int:
-    from dse.space import SweepSpace
-    from dse.summary import space_summary
+    from dse.space import SweepSpace, space_summary
 
     sweep = _load(args)
     space = SweepSpace(sweep)
@@ -133,7 +132,7 @@ def _cmd_space(args: argparse.Namespace) -> int:
 
 def _check_agent_accepts_env(sweep, space) -> None:  # type: ignore[no-untyped-def]
     """A sweep with env_params needs an agent that accepts a varying environment (refused up front)."""
-    from agents.base import get_agent_class
+    from dse.agents import get_agent_class
 
     cls = get_agent_class(sweep.test.agent)
     if space.env.dimensions and not cls.accepts_env_params:
@@ -142,7 +141,7 @@ def _check_agent_accepts_env(sweep, space) -> None:  # type: ignore[no-untyped-d
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    from dse.install import install_sweep
+    from dse.workloads import install_sweep
 
     report = install_sweep(_load(args))
     for line in report.lines or ["nothing to install"]:
@@ -151,13 +150,15 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:
-    from dse.dryrun import dry_run
+    from dse.agents import create_sweep_agent
+    from dse.engine import dry_run
 
-    return dry_run(_load(args), n=args.n, out=args.out, agent=args.agent)
+    return dry_run(_load(args), create_sweep_agent, n=args.n, out=args.out, agent=args.agent)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from dse.sweep import RunOptions, run_sweep
+    from dse.agents import create_sweep_agent
+    from dse.engine import RunOptions, run_sweep
 
     sweep = _load(args)
     if args.parallel < 1:
@@ -175,46 +176,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         time_scale=args.time_scale,
     )
-    return run_sweep(sweep, opts)
+    return run_sweep(sweep, opts, create_sweep_agent)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from dse.sweep import resume_sweep
+    from dse.agents import create_sweep_agent
+    from dse.engine import resume_sweep
 
-    return resume_sweep(args.run_dir, parallel=args.parallel)
+    return resume_sweep(args.run_dir, create_sweep_agent, parallel=args.parallel)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from dse.table import status_text
+    from dse.analysis import status_text
 
     print(status_text(args.run_dir))
     return EXIT_OK
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
-    from dse.table import write_table
+    from dse.analysis import write_table
 
-    write_table(args.run_dir, fmt=args.format, output=args.output)
+    text = write_table(args.run_dir, fmt=args.format, output=args.output)
+    if text is not None:
+        print(text)
     return EXIT_OK
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
-    from dse.table import best_text
+    from dse.analysis import best_text
 
     print(best_text(args.run_dir, as_toml=args.toml))
     return EXIT_OK
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from dse.table import write_report
+    from dse.analysis import write_report
 
     print(write_report(args.run_dir, output=args.output))
     return EXIT_OK
 
 
 def _cmd_agents(args: argparse.Namespace) -> int:
-    from agents.base import agent_classes
-    from dse.rewards import reward_names
+    from dse.agents import agent_classes
+    from dse.metrics import reward_names
 
     print("agents:")
     for name, cls in sorted(agent_classes().items()):

@@ -52,3 +52,13 @@ class InputError(DseError):
 
     def __str__(self) -> str:
         return self.format()
+
+
+class FieldProblem(ValueError):
+    """Raised inside a pydantic validator (the spec's, or a workload's `check_test`) to name the precise field
+    path at fault; the spec turns it into an `InputError` naming that path (pydantic would name the model)."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        self.field_path = field_path
+        self.message = message
+        super().__init__(message)

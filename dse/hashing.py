@@ -13,9 +13,10 @@ import enum
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 HASH_LENGTH = 16
@@ -79,11 +80,26 @@ def scrub_text(text: str) -> str:
     )
 
 
+def resolve_hf_token(cmd_args: Mapping[str, Any] | None = None) -> str:
+    """The HF token from cmd_args.hf_token, HF_TOKEN, or the file named by HF_TOKEN_PATH (in that order)."""
+    token = str((cmd_args or {}).get("hf_token") or "").strip()
+    if token:
+        return token
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if token:
+        return token
+    path = os.environ.get("HF_TOKEN_PATH", "").strip()
+    if path:
+        try:
+            return Path(path).expanduser().read_text().strip()
+        except OSError:
+            return ""
+    return ""
+
+
 def known_secrets() -> tuple[str, ...]:
     """Literal secret values this process knows: the resolved HF token (`HF_TOKEN`, or the file named by
     `HF_TOKEN_PATH`), which need not look like `hf_...`."""
-    from dse.spec import resolve_hf_token  # here: dse.spec imports dse.errors, which uses this module
-
     token = resolve_hf_token()
     return (token,) if len(token) >= MIN_SECRET_LENGTH else ()
 

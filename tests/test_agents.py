@@ -11,20 +11,13 @@ from typing import Any
 
 import optuna
 import pytest
+from dse.agents._base import Agent, agent_classes, agent_names, create_agent, register_agent, unregister_agent
+from dse.agents._optuna import _choices
 
-from agents.base import (
-    Agent,
-    TrialResult,
-    agent_classes,
-    agent_names,
-    create_agent,
-    register_agent,
-    unregister_agent,
-)
-from agents.optuna import _choices
 from dse.errors import InputError
 from dse.space import SweepSpace
 from dse.spec import load_sweep
+from dse.trial import TrialResult
 
 MB_TOML = """
 name = "mb"
@@ -335,7 +328,7 @@ def test_registry_plugins_and_unknown_names(monkeypatch: pytest.MonkeyPatch, mb_
         assert type(agent) is Plugin and Plugin.name == "fancy"
         assert agent_classes()["fancy"] is Plugin
         eps.append(metadata.EntryPoint("broken", "dse_fake_plugin:NotAnAgent", "dse.agents"))
-        with pytest.raises(TypeError, match="not an agents.base.Agent"):
+        with pytest.raises(TypeError, match="not an dse.agents._base.Agent"):
             agent_classes()
 
         @register_agent("in_code")

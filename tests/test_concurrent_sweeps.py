@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import REPO, write_toml
 
-from dse.table import load_trials
+from dse.analysis._table import load_trials
 
 
 def _sweep(tmp_path: Path, name: str, values: str) -> Path:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from conftest import make_test, sweep_from
 
-from dse.constraints import MEGATRON_RULES
+from dse.megatron import MEGATRON_RULES
 from dse.space import SweepSpace
 
 L70 = {"gpu_type": "h100", "num_gpus": 64, "model_family_name": "llama", "model_recipe_name": "llama3_70b",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import REPO, wait_for_submission, write_toml
 
-from dse.table import load_trials
+from dse.analysis._table import load_trials
 
 OK_CMD = "echo '{{\"step-time\": {x}}}' > metrics.json"
 

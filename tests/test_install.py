@@ -84,7 +84,7 @@ def test_an_image_url_is_passed_as_is_when_enroot_is_missing(tmp_path: Path) -> 
 def test_the_launcher_venv_is_made_once_from_pinned_requirements(tmp_path: Path) -> None:
     """The path `dse install` takes when the system names no launcher (here with a small requirement instead
     of nemo-run's 111 packages): a venv in $DSE_HOME, reused, with the requirement importable."""
-    from dse.install import launcher_python
+    from dse.workloads import launcher_python
 
     python = launcher_python(tmp_path / "home", requirements=("packaging>=24",))
     assert python.startswith(str(tmp_path / "home" / "venvs"))

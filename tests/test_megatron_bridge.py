@@ -13,11 +13,11 @@ import pytest
 from conftest import MB_REPO, make_test, sweep_from
 
 from dse.errors import InputError
-from dse.install import checkout_path
-from dse.space import SweepSpace, TrialConfig
+from dse.space import SweepSpace
 from dse.spec import GitRepo, SystemConfig
-from dse.workloads.base import STDERR, STDOUT
-from dse.workloads.megatron_bridge import FLAGS, HYDRA_FIELDS, KNOWN_FIELDS, NOT_FLAGS, MegatronBridgeWorkload
+from dse.trial import TrialConfig
+from dse.workloads import STDERR, STDOUT, MegatronBridgeWorkload, checkout_path
+from dse.workloads._megatron_bridge import FLAGS, HYDRA_FIELDS, KNOWN_FIELDS, NOT_FLAGS
 
 GOLDEN = Path(__file__).parent / "golden"
 TRIAL_DIR = Path("/runs/qwen-sweep/trials/7")

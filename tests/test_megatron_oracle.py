@@ -3,7 +3,7 @@
 Thousands of seeded random configurations over dse's recipes and parallelism values go, in one batch,
 to tests/oracle/mcore_verdicts.py, a subprocess that imports the real `megatron.core` (0.16.0, installed
 with --no-deps) under a stub `torch` and builds `TransformerConfig` (+ the model builder's layer split)
-for each. dse's verdict is `dse.constraints.broken_rules(cmd_args)`. Only the rules Megatron-Core also
+for each. dse's verdict is `dse.megatron._rules.broken_rules(cmd_args)`. Only the rules Megatron-Core also
 checks are compared (`MAPPED`); every disagreement must be a dse bug or a documented exception
 (`EXCEPTIONS`, each with its own cited test below).
 
@@ -28,9 +28,16 @@ from typing import Any
 
 import pytest
 
-from dse.architectures import ARCHITECTURES, Architecture
-from dse.constraints import COMPUTE_DTYPES, GPU_TYPES, broken_rules, dispatcher
-from dse.presets import PRESETS, resolve_defaults
+from dse.megatron import (
+    ARCHITECTURES,
+    COMPUTE_DTYPES,
+    GPU_TYPES,
+    PRESETS,
+    Architecture,
+    broken_rules,
+    dispatcher,
+    resolve_defaults,
+)
 
 pytestmark = pytest.mark.oracle
 
@@ -146,7 +153,7 @@ def dse_args(recipe: str, gpu: str, dtype: str, tp: int, pp: int, vp: int, cp: i
 def mcore_spec(args: dict[str, Any], token_dispatcher: str | None = None, bf16: bool = True) -> dict[str, Any]:
     """The TransformerConfig the Megatron-Bridge v0.3.0 launcher would build for these cmd_args.
 
-    From the effective values (dse.presets.resolve_defaults: e.g. the qwen3 H100 presets keep
+    From the effective values (dse.megatron._presets.resolve_defaults: e.g. the qwen3 H100 presets keep
     moe_a2a_overlap on, llama3_8b H100 fp8_cs keeps full recompute of 5 layers). As
     scripts/performance/utils/overrides.py does: sequence_parallel = tp > 1; -rl N -> full/block
     recompute of N layers; --moe_a2a_overlap -> overlap_moe_expert_parallel_comm, delay_wgrad_compute,

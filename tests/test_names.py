@@ -49,7 +49,7 @@ def test_run_dir_is_one_safe_name_under_out(tmp_path: Path, name: str, prefix: s
     work = tmp_path / "a" / "b"
     out = work / "runs"
     if name == "ABSOLUTE":
-        from dse.sweep import safe_dir_name
+        from dse.engine._sweep import safe_dir_name
 
         name = str(tmp_path / "abs_target")
         prefix = safe_dir_name(name) + "-"
@@ -92,7 +92,7 @@ def test_long_but_allowed_name(tmp_path: Path) -> None:
 
 @given(st.text(max_size=300))
 def test_safe_dir_name_is_always_one_plain_component(name: str) -> None:
-    from dse.sweep import safe_dir_name
+    from dse.engine._sweep import safe_dir_name
 
     safe = safe_dir_name(name)
     assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", safe) and ".." not in safe and len(safe) <= 100
@@ -100,7 +100,7 @@ def test_safe_dir_name_is_always_one_plain_component(name: str) -> None:
 
 
 def test_safe_dir_name_keeps_plain_names_and_drops_tokens() -> None:
-    from dse.sweep import safe_dir_name
+    from dse.engine._sweep import safe_dir_name
 
     assert safe_dir_name("qwen30b_h100") == "qwen30b_h100"
     assert safe_dir_name("llama3-8b.v2") == "llama3-8b.v2"

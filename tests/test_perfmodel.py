@@ -1,4 +1,4 @@
-"""The analytic performance model: §6 FLOPs, calibration against the 26.02 table (§5, `dse.published`),
+"""The analytic performance model: §6 FLOPs, calibration against the 26.02 table (§5, `dse.megatron._published`),
 the fit that produces its constants, the calibration-range flag, sanity properties.
 
 Run with `pytest -s tests/test_perfmodel.py` to see the calibration table; `python benchmarks/bench_perfmodel.py`
@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dse.architectures import ARCHITECTURES
-from dse.perfmodel import GPUS, KNOBS, Prediction, model_flops_per_step, predict
-from dse.presets import PRESETS
-from dse.published import PUBLISHED_26_02, PublishedRow
+from dse.megatron import ARCHITECTURES, PRESETS, PUBLISHED_26_02, PublishedRow
+from dse.simulator import GPUS, KNOBS, Prediction, model_flops_per_step, predict
 
 IN_SAMPLE_TOLERANCE = 0.25  # every published row, with the shipped (fitted) constants
 MEDIAN_TOLERANCE = 0.10
@@ -108,10 +106,10 @@ def test_fit_reproduces_the_shipped_knobs() -> None:
     """The shipped constants are the fit's output (rounded), not hand-edited: refitting lands on them.
 
     Deterministic (starts from the nominal values, unique minimum thanks to the priors) and ~3 s.
-    If this fails after a model change, run `python -m dse.perfmodel_fit` and paste its values into Knobs.
+    If this fails after a model change, run `python -m dse.simulator._fit` and paste its values into Knobs.
     """
     pytest.importorskip("scipy")
-    from dse.perfmodel_fit import FIT_PARAMS, fit, get_knob, rounded
+    from dse.simulator import FIT_PARAMS, fit, get_knob, rounded
 
     result = fit()
     fitted = rounded(result.values)
@@ -124,7 +122,7 @@ def test_fit_reproduces_the_shipped_knobs() -> None:
 
 
 def test_knobs_with_and_get_knob_round_trip() -> None:
-    from dse.perfmodel_fit import get_knob, knobs_with
+    from dse.simulator import get_knob, knobs_with
 
     k = knobs_with({"gemm_eff.blackwell.fp8": 0.5, "sustained.b200": 1.1, "launch_s": 1e-5})
     assert get_knob(k, "gemm_eff.blackwell.fp8") == 0.5 and get_knob(k, "gemm_eff.hopper.fp8") == get_knob(
@@ -137,7 +135,7 @@ def test_knobs_with_and_get_knob_round_trip() -> None:
 def test_simulated_run_reports_its_calibration(tmp_path: Path) -> None:
     import io
 
-    from dse.workloads.simulated import BANNER, run_simulation
+    from dse.simulator import BANNER, run_simulation
 
     out = io.StringIO()
     cmd = {"model_recipe_name": "llama3_70b", "gpu_type": "h100", "compute_dtype": "fp8_cs", "num_gpus": 64,

@@ -1,4 +1,4 @@
-"""dse.plots: every figure draws on realistic and degenerate trial tables, with labels that carry units."""
+"""dse.analysis.plots: every figure draws on realistic and degenerate trial tables, with labels that carry units."""
 
 from __future__ import annotations
 

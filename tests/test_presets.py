@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dse.presets import PRESETS, lookup_preset, resolve_defaults
+from dse.megatron import PRESETS, lookup_preset, resolve_defaults
 
 
 def test_lookup_exact_rows_of_section_4() -> None:

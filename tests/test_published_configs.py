@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from conftest import make_test, sweep_from
 
-from dse.presets import PRESETS
-from dse.published import PUBLISHED_26_02, PublishedRow
+from dse.megatron import PRESETS, PUBLISHED_26_02, PublishedRow
 from dse.space import SweepSpace
 
 assert len({r.label for r in PUBLISHED_26_02}) == 29  # the whole 26.02 table, each row once

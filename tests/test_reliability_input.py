@@ -15,8 +15,7 @@ import pytest
 from conftest import REPO, write_toml
 
 from dse.errors import InputError
-from dse.metrics import MetricsError, RunMetrics, metric_value, parse_metrics_json
-from dse.rewards import score
+from dse.metrics import MetricsError, RunMetrics, metric_value, parse_metrics_json, score
 
 PY = [sys.executable]
 
@@ -90,8 +89,8 @@ def test_a_successful_reward_is_always_finite() -> None:
 
 
 def test_impossible_step_times_fail_the_trial_and_never_become_best(tmp_path: Path) -> None:
-    from dse.store import TrialStore
-    from dse.table import best_record, load_trials
+    from dse.analysis._table import best_record, load_trials
+    from dse.storage import TrialStore
 
     values = ["0", "-1", "1e-320", "NaN", "2", "5"]
     sweep = command_sweep(tmp_path, "echo '{{\"step-time\": {x}}}' > metrics.json", x=json.dumps(values))
@@ -210,7 +209,7 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------- (12) smaller ones
 
 def test_double_braces_without_placeholders_become_braces() -> None:
-    from dse.workloads.command import render_command
+    from dse.workloads import render_command
 
     assert render_command("echo '{{\"a\": 1}}'", {"x": 1}) == "echo '{\"a\": 1}'"
     assert render_command("echo '{{\"a\": {x}}}'", {"x": 1}) == "echo '{\"a\": 1}'"
@@ -224,7 +223,7 @@ def test_double_braces_without_placeholders_run_as_braces(tmp_path: Path) -> Non
 
 
 def test_a_100_mb_metrics_json_is_parsed(tmp_path: Path) -> None:
-    from dse.workloads.outcomes import collect_metrics
+    from dse.workloads._outcomes import collect_metrics
 
     path = tmp_path / "metrics.json"
     with open(path, "w") as fh:
@@ -240,7 +239,7 @@ def test_a_100_mb_metrics_json_is_parsed(tmp_path: Path) -> None:
 
 
 def test_a_metrics_file_above_the_limit_is_refused_unread(tmp_path: Path) -> None:
-    from dse.workloads.outcomes import MAX_METRICS_FILE_BYTES, collect_metrics
+    from dse.workloads._outcomes import MAX_METRICS_FILE_BYTES, collect_metrics
 
     path = tmp_path / "metrics.json"
     with open(path, "wb") as fh:  # sparse: no disk space used
@@ -275,7 +274,7 @@ def test_nul_in_an_env_var_value_is_refused_at_load(tmp_path: Path) -> None:
 
 
 def test_dotted_placeholders_are_filled() -> None:
-    from dse.workloads.command import render_command
+    from dse.workloads import render_command
 
     assert render_command("run --seq {model.seq_length} {x}", {"model.seq_length": 4096, "x": "a b"}) == \
         "run --seq 4096 'a b'"

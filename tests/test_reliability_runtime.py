@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write_toml
 
-from dse.table import load_trials
+from dse.analysis._table import load_trials
 
 NOBODY = 65534
 

@@ -1,4 +1,4 @@
-"""dse.report: one self-contained, escaped HTML file with counts, the top trials and every figure."""
+"""dse.analysis._report: one self-contained, escaped HTML file with counts, the top trials and every figure."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from dse.report import STATUSES, render_report  # noqa: E402
+from dse.analysis._report import STATUSES, render_report  # noqa: E402
 
 EVIL = "<script>alert('pwned')</script>"
 N_FIGURES = 6  # convergence (reward), convergence (metric), parameter effects, parallel, Pareto, env

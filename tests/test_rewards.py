@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dse import rewards
-from dse.rewards import FAILED_REWARD, get_reward, is_better, register_reward, reward_names, score
+from dse.metrics import FAILED_REWARD, get_reward, is_better, register_reward, reward_names, score
+from dse.metrics import _rewards as rewards
 
 
 @pytest.mark.parametrize(
@@ -54,11 +54,11 @@ def test_register_and_duplicate(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_entry_point_plugins_are_listed_and_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rewards, "_REGISTRY", dict(rewards._REGISTRY))
-    ep = metadata.EntryPoint(name="plugin_mean", value="statistics:mean", group="dse.rewards")
+    ep = metadata.EntryPoint(name="plugin_mean", value="statistics:mean", group="dse.metrics._rewards")
     original = metadata.entry_points
 
     def fake_entry_points(**kw: str) -> metadata.EntryPoints:
-        if kw.get("group") == "dse.rewards":
+        if kw.get("group") == "dse.metrics._rewards":
             return metadata.EntryPoints([ep])
         return original(**kw)
 

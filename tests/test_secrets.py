@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write_toml
 
-from dse.table import load_trials
+from dse.analysis._table import load_trials
 
 TOKEN = "hf_SECRETsecretSECRET0123456789abcdef"
 

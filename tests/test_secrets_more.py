@@ -87,8 +87,8 @@ def test_env_secret_reaches_job_but_no_file(tmp_path: Path, env_vars: dict[str, 
 
 def test_jobspec_pickle_holds_no_secret_and_run_job_restores_it(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from dse.executors import run_job
-    from dse.workloads.base import JobSpec
+    from dse.engine._executors import run_job
+    from dse.workloads import JobSpec
 
     out = tmp_path / "env.json"
     prog = f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w'))"
@@ -106,8 +106,8 @@ def test_jobspec_pickle_holds_no_secret_and_run_job_restores_it(tmp_path: Path,
 
 def test_run_job_without_the_inherited_secret_fails_clearly(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from dse.executors import run_job
-    from dse.workloads.base import JobSpec
+    from dse.engine._executors import run_job
+    from dse.workloads import JobSpec
 
     spec = JobSpec(argv=[sys.executable, "-c", "pass"], cwd=str(tmp_path), env={"MY_TOKEN": TOKEN})
     for carrier in set(spec.secret_env.values()):

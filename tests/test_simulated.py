@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.metrics import classify_failure, parse_log, parse_metrics_json
-from dse.workloads.simulated import BANNER, run_simulation
+from dse.simulator import BANNER, run_simulation
 
 # A small model (4 layers of Llama3 8B) on 8 GB200s: fits under any sane memory model.
 SMALL: dict[str, Any] = {
@@ -31,7 +31,7 @@ HUGE: dict[str, Any] = {
 def _run(tmp: Path, config: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
     cfg = tmp / "config.json"
     cfg.write_text(json.dumps(config))
-    return subprocess.run([sys.executable, "-m", "dse.workloads.simulated", "--config", str(cfg),
+    return subprocess.run([sys.executable, "-m", "dse.simulator", "--config", str(cfg),
                            "--out", str(tmp / "out"), *extra], capture_output=True, text=True, timeout=60)
 
 
@@ -89,7 +89,7 @@ def test_rejected_config_and_bad_file(tmp_path: Path) -> None:
     proc = _run(tmp_path, bad)
     assert proc.returncode == 1 and "divisible" in proc.stderr
     (tmp_path / "broken.json").write_text("{not json")
-    proc2 = subprocess.run([sys.executable, "-m", "dse.workloads.simulated", "--config",
+    proc2 = subprocess.run([sys.executable, "-m", "dse.simulator", "--config",
                             str(tmp_path / "broken.json"), "--out", str(tmp_path / "o2")],
                            capture_output=True, text=True, timeout=60)
     assert proc2.returncode == 2 and proc2.stderr.startswith("error: ")

@@ -23,7 +23,7 @@ from conftest import REPO, write_toml
 from slurm_cluster import PARTITION, require_slurm, wait_for
 from standin_repo import make_standin_repo
 
-from dse.table import load_trials
+from dse.analysis._table import load_trials
 
 pytestmark = pytest.mark.slurm
 TOKEN = "hf_STANDINsecretTOKEN0123456789abcdef"

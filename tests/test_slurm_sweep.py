@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, wait_for_submission, write_toml
 from slurm_cluster import PARTITION, require_slurm, wait_for
 
-from dse.table import load_trials
+from dse.analysis._table import load_trials
 
 pytestmark = pytest.mark.slurm
 

@@ -9,7 +9,9 @@ import pytest
 from conftest import MB_REPO, REPO, write_toml
 
 from dse.errors import InputError
-from dse.spec import MegatronBridgeCmdArgs, UnknownFieldWarning, load_sweep, load_system, parse_time_limit
+from dse.megatron import MegatronBridgeCmdArgs
+from dse.spec import UnknownFieldWarning, load_sweep, load_system
+from dse.timelimit import parse_time_limit
 
 SEED = REPO / "sweeps" / "seed"
 

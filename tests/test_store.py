@@ -10,12 +10,14 @@ import signal
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from dse.errors import InputError
-from dse.store import CacheEntry, ResultCache, TrialRecord, TrialStore
+from dse.storage import CacheEntry, ResultCache, TrialStore
+from dse.trial import TrialRecord
 
 WORKERS = 4
 TRIALS_PER_WORKER = 50
@@ -47,19 +49,14 @@ def test_trial_round_trip_with_infinite_and_nan_values(tmp_path: Path) -> None:
     assert (first.trial, first.status) == (1, "pending")
     second = store.reserve({"tp": 4}, {})
     assert second.trial == 2 and store.next_trial_number() == 3
-    first.status = "failed"
-    first.reward = float("-inf")
-    first.metrics = {"step-time": float("nan"), "tflops": float("inf")}
-    first.cache_hit = True
-    first.job_id, first.attempts, first.started_at, first.finished_at = "123_4", 2, 100.0, 130.5
-    first.error, first.reason, first.trial_dir = (
-        "out-of-memory: CUDA out of memory",
-        "out-of-memory",
-        "trials/1",
+    first = replace(
+        first, status="failed", reward=float("-inf"), metrics={"step-time": float("nan"), "tflops": float("inf")},
+        cache_hit=True, job_id="123_4", attempts=2, started_at=100.0, finished_at=130.5,
+        error="out-of-memory: CUDA out of memory", reason="out-of-memory", trial_dir="trials/1",
+        config_hash="0123456789abcdef",
     )
-    first.config_hash = "0123456789abcdef"
     store.save(first)
-    second.status, second.reward = "completed", float("nan")
+    second = replace(second, status="completed", reward=float("nan"))
     store.save(second)
     store.close()
 
@@ -184,11 +181,7 @@ def _worker(trials_db: str, cache_db: str, worker: int, go: mp.synchronize.Event
     for i in range(max(TRIALS_PER_WORKER, PUTS_PER_WORKER)):
         if i < TRIALS_PER_WORKER:
             rec = store.reserve({"worker": worker, "i": i}, {"seed": i})
-            rec.status, rec.reward, rec.metrics = (
-                "completed",
-                float(rec.trial),
-                {"step-time": 1.0 / rec.trial},
-            )
+            rec = replace(rec, status="completed", reward=float(rec.trial), metrics={"step-time": 1.0 / rec.trial})
             store.save(rec)
         if i < PUTS_PER_WORKER:
             cache.put(_entry(f"w{worker}-{i:04d}", trial=i))
@@ -268,8 +261,7 @@ def test_writer_killed_inside_a_transaction_leaves_previous_rows(tmp_path: Path)
     db = str(tmp_path / "trials.db")
     store = TrialStore(db)
     for n in (1, 2):
-        rec = store.reserve({"tp": n}, {})
-        rec.status = "completed"
+        rec = replace(store.reserve({"tp": n}, {}), status="completed")
         store.save(rec)
     ctx = mp.get_context("spawn")
     inside = ctx.Event()

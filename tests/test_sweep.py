@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import REPO, make_test, sweep_from, wait_for_submission, write_toml
+from dse.agents import create_sweep_agent
 
-from dse.table import load_trials
+from dse.analysis._table import load_trials
 
 
 def dse(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -144,8 +145,10 @@ def test_table_formats(tmp_path: Path) -> None:
 
 def test_library_use_env_and_agent_loop(tmp_path: Path) -> None:
     """A tuning script builds the env and an agent and runs the loop itself (README example)."""
-    from agents.base import TrialResult, create_agent
-    from envs.trial_env import TrialEnv
+    from dse.agents._base import create_agent
+    from dse.envs._trial_env import TrialEnv
+
+    from dse.trial import TrialResult
 
     env = TrialEnv(cmd_sweep(tmp_path, OK_CMD, values="[4, 2, 8]"), executor="debug", run_dir=tmp_path / "lib")
     agent = create_agent("grid_search", env.space, steps=3, seed=0)
@@ -214,28 +217,28 @@ def test_nsga2_sweep_is_multi_objective_over_agent_metrics(tmp_path: Path) -> No
 
 def test_agent_hears_values_in_agent_metrics_order(tmp_path: Path) -> None:
     # a cached record keeps the cache entry's metric order, which another sweep may have written reversed
-    from types import SimpleNamespace
-
+    from dse.engine._sweep import RunOptions, SweepRunner
     from dse.spec import load_sweep
-    from dse.sweep import RunOptions, SweepRunner
+    from dse.trial import TrialRecord
 
     sweep = cmd_sweep(tmp_path, OK_CMD, extra='agent_metrics = ["step-time", "tflops-per-gpu"]')
-    runner = SweepRunner(load_sweep(sweep), tmp_path / "run", RunOptions(executor="debug", no_cache=True))
-    rec = SimpleNamespace(status="cached", metrics={"tflops-per-gpu": 5.0, "step-time": 2.0}, reward=0.5,
-                          reason=None)
+    runner = SweepRunner(load_sweep(sweep), tmp_path / "run", RunOptions(executor="debug", no_cache=True),
+                         create_sweep_agent)
+    rec = TrialRecord(1, "cached", {}, {}, metrics={"tflops-per-gpu": 5.0, "step-time": 2.0}, reward=0.5)
     assert runner._result(rec).values == [2.0, 5.0]
-    oom = SimpleNamespace(status="failed", metrics={}, reward=None, reason="out-of-memory")
+    oom = TrialRecord(2, "failed", {}, {}, reward=None, reason="out-of-memory")
     result = runner._result(oom)
     assert result.values == [] and not result.ok and result.infeasible
 
 
 def test_system_max_jobs_in_flight_caps_parallel(tmp_path: Path) -> None:
+    from dse.engine._sweep import RunOptions, SweepRunner
     from dse.spec import SystemConfig
-    from dse.sweep import RunOptions, SweepRunner
 
     sweep = sweep_from(make_test({"command": "true", "x": [1, 2, 3]}, workload="Command"))
     sweep.system = SystemConfig.model_validate({"max_jobs_in_flight": 2})
-    runner = SweepRunner(sweep, tmp_path / "run", RunOptions(parallel=5, out=tmp_path, no_cache=True))
+    runner = SweepRunner(sweep, tmp_path / "run", RunOptions(parallel=5, out=tmp_path, no_cache=True),
+                         create_sweep_agent)
     assert runner.parallel == 2
 
 
@@ -243,8 +246,8 @@ def test_driver_exports_the_table_at_most_every_few_seconds_not_per_trial(tmp_pa
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Rebuilding trials.csv after every trial made the driver's cost per trial grow with the sweep
     (issue 13 #10); the store is written per trial, the exports are debounced (benchmarks/bench_driver.py)."""
-    import dse.sweep as sweep_mod
-    from dse.sweep import RunOptions, SweepRunner
+    import dse.engine._sweep as sweep_mod
+    from dse.engine._sweep import RunOptions, SweepRunner
 
     writes: list[int] = []
     real = sweep_mod.write_csv_atomic
@@ -253,7 +256,7 @@ def test_driver_exports_the_table_at_most_every_few_seconds_not_per_trial(tmp_pa
     cmd = {"command": "echo '{{\"step-time\": {x}}}' > metrics.json", "x": list(range(1, 61))}
     sweep = sweep_from(make_test(cmd, workload="Command", agent_steps=60, agent_metrics=["step-time"]))
     runner = SweepRunner(sweep, tmp_path / "run", RunOptions(parallel=4, out=tmp_path, no_cache=True,
-                                                             executor="debug"))
+                                                             executor="debug"), create_sweep_agent)
     assert runner.run() == 0
     assert writes == [60]  # one export at the end, with every row
     assert len(pd.read_csv(tmp_path / "run" / "trials.csv")) == 60

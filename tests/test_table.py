@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dse.table import write_csv_atomic
+from dse.analysis._table import write_csv_atomic
 
 
 def test_interrupted_csv_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

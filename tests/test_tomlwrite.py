@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dse import tomlwrite
-from dse.store import TrialStore
+from dse.storage import TrialStore
 from dse.tomlwrite import dumps
 
 DATA: dict[str, Any] = {

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dse.envs  # noqa: F401  (registers dse/Trial-v0)
 import gymnasium
 import pytest
 from conftest import write_toml
+from dse.envs._trial_env import TrialEnv
 from gymnasium.utils.env_checker import check_env
-
-import envs  # noqa: F401  (registers dse/Trial-v0)
-from envs.trial_env import TrialEnv
 
 CMD = """
 name = "cmd"
@@ -83,9 +82,8 @@ def test_check_env_on_a_simulator_sweep(tmp_path: Path) -> None:
 
 
 def test_env_params_draws_follow_weights_and_are_reproducible(tmp_path: Path) -> None:
-    from dse.space import SweepSpace
+    from dse.space import SweepSpace, draw_env_params
     from dse.spec import load_sweep
-    from envs.env_params import draw_env_params
 
     space = SweepSpace(load_sweep(write_toml(tmp_path / "sim.toml", SIM)))
     draws = [draw_env_params(space, 7, t)["seq_length"] for t in range(1, 4001)]

@@ -1,0 +1,185 @@
+"""The agent contract (ask/tell) and the registry that finds agents by name.
+
+Ask/tell instead of CloudAI's agent-owned `run()` loop: the runner owns scheduling, so it can keep several
+trials in flight, replay a journal on resume and warm-start from the cache. Agents therefore must accept
+`tell` for actions they never asked and `reserve` for points already in flight.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dse.agent_names import ENTRY_POINT_GROUP, forget_agent_name, note_agent_name
+from dse.errors import InputError
+from dse.metrics import metric_directions
+from dse.trial import TrialResult
+
+if TYPE_CHECKING:
+    from dse.space import SweepSpace
+
+BUILTIN_MODULES = {"grid_search": "dse.agents._grid", "random_search": "dse.agents._random",
+                   "optuna": "dse.agents._optuna"}
+
+
+class Agent(ABC):
+    """A search strategy over `space.agent`; actions are `{dimension path: value}` dicts."""
+
+    name: ClassVar[str] = ""
+    accepts_env_params: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        space: SweepSpace,
+        *,
+        steps: int,
+        seed: int = 0,
+        config: dict[str, Any] | None = None,
+        storage_dir: Path | None = None,
+        study_name: str = "dse",
+        directions: list[str | None] | None = None,
+    ) -> None:
+        self.space = space
+        self.steps = steps
+        self.seed = seed
+        self.config = dict(config or {})
+        self.storage_dir = Path(storage_dir) if storage_dir is not None else None
+        self.study_name = study_name
+        self.directions = list(directions) if directions else None  # per agent_metrics entry; None: unknown
+        self.told: dict[int, TrialResult] = {}  # agent index -> latest result
+        self.in_flight: set[int] = set()  # asked or reserved, not told yet
+
+    @abstractmethod
+    def ask(self) -> dict[str, Any] | None:
+        """The next action to evaluate, or None when the agent has nothing left to propose."""
+
+    @abstractmethod
+    def tell(self, action: Mapping[str, Any], result: TrialResult) -> None:
+        """Report a result; `action` may be one this agent never asked (resume replay, cache warm start)."""
+
+    def reserve(self, action: Mapping[str, Any]) -> None:
+        """Mark a point as in flight (a resumed run re-attached to it): it must never be asked again."""
+        self.in_flight.add(self.index_of(action))
+
+    # ---- helpers shared by the built-ins ---------------------------------------------------------
+    def index_of(self, action: Mapping[str, Any]) -> int:
+        """Agent index of an action; keys outside the agent's space (env draws) are ignored."""
+        names = self.space.agent.names
+        return self.space.agent.encode({k: action[k] for k in names if k in action})
+
+    def seen(self) -> set[int]:
+        """Indices that must not be proposed again: told or in flight."""
+        return set(self.told) | self.in_flight
+
+    def _record(self, index: int, result: TrialResult) -> None:
+        self.in_flight.discard(index)
+        self.told[index] = result
+
+
+_REGISTRY: dict[str, type[Agent]] = {}
+_LOADED_BUILTINS = False
+
+
+def register_agent(name: str) -> Callable[[type[Agent]], type[Agent]]:
+    """Class decorator: make an Agent subclass available under `name` (a name is registered once)."""
+
+    def deco(cls: type[Agent]) -> type[Agent]:
+        if not (isinstance(cls, type) and issubclass(cls, Agent)):
+            raise TypeError(f"agent '{name}' must be a subclass of dse.agents._base.Agent, got {cls!r}")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"an agent named '{name}' is already registered ({_REGISTRY[name].__qualname__})")
+        cls.name = name
+        _REGISTRY[name] = cls
+        note_agent_name(name)
+        return cls
+
+    return deco
+
+
+def unregister_agent(name: str) -> None:
+    """Forget a registered agent (tests and notebooks that register throw-away agents)."""
+    _REGISTRY.pop(name, None)
+    forget_agent_name(name)
+
+
+def _load_builtins() -> None:
+    global _LOADED_BUILTINS
+    if not _LOADED_BUILTINS:
+        for module in BUILTIN_MODULES.values():
+            importlib.import_module(module)
+        _LOADED_BUILTINS = True
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_entry_point(ep: metadata.EntryPoint) -> type[Agent]:
+    """Import a plugin agent on first use; a plugin that is not an Agent class is a TypeError."""
+    if ep.name in _REGISTRY:
+        return _REGISTRY[ep.name]
+    cls = ep.load()
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise TypeError(
+            f"entry point '{ep.name}' ({ep.value}) in group {ENTRY_POINT_GROUP} is not an dse.agents._base.Agent "
+            f"subclass: {cls!r}"
+        )
+    return register_agent(ep.name)(cls)
+
+
+def agent_classes() -> dict[str, type[Agent]]:
+    """Every agent by name: built-ins, classes registered in code, and `dse.agents` entry points."""
+    _load_builtins()
+    for ep in _entry_points().values():
+        _load_entry_point(ep)
+    return dict(sorted(_REGISTRY.items()))
+
+
+def agent_names() -> list[str]:
+    """Names only: entry points are listed without importing them."""
+    _load_builtins()
+    return sorted(set(_REGISTRY) | set(_entry_points()))
+
+
+def get_agent_class(name: str) -> type[Agent]:
+    """One agent class by name, importing only that plugin; unknown names are a KeyError naming the known."""
+    _load_builtins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    eps = _entry_points()
+    if name in eps:
+        return _load_entry_point(eps[name])
+    raise KeyError(f"unknown agent '{name}'; known agents: {', '.join(agent_names())}")
+
+
+def create_sweep_agent(name: str, space: SweepSpace, *, steps: int, seed: int, storage_dir: Path | None) -> Agent:
+    """The agent a sweep asks for, configured from it (agent_config, one objective direction per agent metric):
+    one place, so `dse dry-run` builds, and refuses, exactly what `dse run` would. An unknown `name` (from
+    `--agent`; the sweep's own `agent` was checked when it was read) is an InputError listing the known agents."""
+    test = space.sweep.test
+    if name not in agent_names():
+        own = name == test.agent
+        raise InputError(f"unknown agent '{name}'; known agents: {', '.join(agent_names())}",
+                         file=str(space.sweep.source) if own else None, field="agent" if own else "--agent")
+    return create_agent(name, space, steps=steps, seed=seed, config=dict(test.agent_config or {}),
+                        storage_dir=storage_dir, study_name=space.sweep.name,
+                        directions=metric_directions(test.agent_metrics))
+
+
+def create_agent(name: str, space: SweepSpace, **kw: Any) -> Agent:
+    """Build the named agent; a sweep with env_params needs an agent that accepts a varying environment."""
+    cls = get_agent_class(name)
+    if space.env.dimensions and not cls.accepts_env_params:
+        able = [n for n in agent_names() if n in _REGISTRY and _REGISTRY[n].accepts_env_params]
+        params = ", ".join(d.path for d in space.env.dimensions)
+        raise InputError(
+            f"agent '{name}' cannot handle env_params ({params}): the environment varies between trials; "
+            f"use one of: {', '.join(able) or 'none'}",
+            file=str(space.sweep.source),
+            field="agent",
+        )
+    return cls(space, **kw)

@@ -1,0 +1,39 @@
+"""Analysis of finished (or running) sweeps: the trial table, the best trial, figures and the HTML report.
+
+Everything here reads run directories (never writes to their stores) and returns values, text or figures;
+nothing prints: the CLI does.
+"""
+
+from dse.analysis import plots
+from dse.analysis._report import STATUSES, build_html, render_report
+from dse.analysis._table import (
+    FIXED_BACK,
+    FIXED_FRONT,
+    best_record,
+    best_text,
+    best_toml,
+    frame,
+    load_trials,
+    status_text,
+    write_csv_atomic,
+    write_report,
+    write_table,
+)
+
+__all__ = [
+    "FIXED_BACK",
+    "FIXED_FRONT",
+    "STATUSES",
+    "best_record",
+    "best_text",
+    "best_toml",
+    "build_html",
+    "frame",
+    "load_trials",
+    "plots",
+    "render_report",
+    "status_text",
+    "write_csv_atomic",
+    "write_report",
+    "write_table",
+]

@@ -1,0 +1,329 @@
+"""The sweep loop: agent <-> trials, `--parallel K` in flight, retries, Ctrl-C, resume.
+
+A slot is refilled as soon as a trial finishes (no batch barrier). The run directory holds everything a
+later `dse resume` needs: the resolved sweep (secrets redacted), the seed, the options and every trial.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from dse.analysis import best_record, best_toml, frame, write_csv_atomic
+from dse.engine._console import Interrupts, Progress
+from dse.engine._executors import Executor
+from dse.engine._rundir_lock import RunDirLock
+from dse.engine._trials import Finished, TrialEngine
+from dse.errors import InputError
+from dse.hashing import REDACTED, config_hash, redact, scrub_secrets
+from dse.metrics import score
+from dse.space import SweepSpace, space_summary
+from dse.spec import Sweep, SystemConfig, load_sweep
+from dse.storage import ResultCache, TrialStore
+from dse.tomlwrite import write_text_atomic, write_toml_atomic
+from dse.trial import DETERMINISTIC_FAILURES, Action, TrialRecord, TrialResult, TrialStatus
+from dse.workloads import install_sweep
+
+EXPORT_EVERY_S = 2.0
+
+
+class SearchAgent(Protocol):
+    """What the loop needs of an agent (`dse.agents.Agent` is one): ask/tell, and reserve on resume."""
+
+    def ask(self) -> Action | None: ...
+
+    def tell(self, action: Mapping[str, Any], result: TrialResult) -> None: ...
+
+    def reserve(self, action: Mapping[str, Any]) -> None: ...
+
+
+class AgentFactory(Protocol):
+    """Makes the sweep's agent by name; the engine imports no agent (the CLI passes
+    `dse.agents.create_sweep_agent`). An unknown name or bad agent_config raises `InputError`."""
+
+    def __call__(self, name: str, space: SweepSpace, *, steps: int, seed: int,
+                 storage_dir: Path | None) -> SearchAgent: ...
+
+
+@dataclass
+class RunOptions:
+    agent: str | None = None
+    steps: int | None = None
+    parallel: int = 1
+    seed: int | None = None
+    out: Path = Path("runs")
+    cache: Path | None = None
+    no_cache: bool = False
+    executor: str | None = None
+    time_scale: float | None = None
+
+
+def default_cache_path() -> Path:
+    return Path(os.environ.get("DSE_CACHE") or Path.home() / ".cache" / "dse" / "cache.db").expanduser()
+
+
+def _sweep_data(sweep: Sweep) -> dict[str, Any]:
+    data = sweep.test.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    data.get("cmd_args", {}).pop("hf_token", None)
+    return redact(data)
+
+
+class SweepRunner:
+    """Drives one sweep in one run directory (a new run or a resumed one)."""
+
+    def __init__(self, sweep: Sweep, run_dir: Path, opts: RunOptions, make_agent: AgentFactory,
+                 resumed: bool = False) -> None:
+        self.make_agent = make_agent
+        created = _first_missing(run_dir)
+        try:
+            self._setup(sweep, run_dir, opts, resumed)
+        except BaseException:
+            if created is not None:  # a sweep refused before its first trial leaves no folder behind
+                shutil.rmtree(created, ignore_errors=True)
+            raise
+
+    def _setup(self, sweep: Sweep, run_dir: Path, opts: RunOptions, resumed: bool) -> None:
+        self.sweep, self.run_dir, self.opts = sweep, run_dir, opts
+        self.space = SweepSpace(sweep)
+        self.count = self.space.require_valid()
+        test = sweep.test
+        self.agent_name = opts.agent or test.agent
+        self.seed = opts.seed if opts.seed is not None else int((test.agent_config or {}).get("random_seed", 0))
+        if opts.steps is not None:
+            self.steps = opts.steps
+        elif self.agent_name == "grid_search" and "agent_steps" not in test.model_fields_set:
+            self.steps = self.count.valid  # CloudAI's grid runs every point unless agent_steps is given
+        else:
+            self.steps = test.agent_steps
+        # the agent's settings are checked before anything is written (a real agent, with the study in the
+        # run dir, is made once the run dir is locked)
+        self.make_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed, storage_dir=None)
+        cache = None if opts.no_cache else ResultCache(opts.cache or default_cache_path())
+        if test.git_repos or sweep.kind.submits_own_job:
+            for line in install_sweep(sweep).lines:  # the pinned checkout must exist before a trial runs
+                print(f"install: {line}", flush=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = RunDirLock(run_dir)  # before anything else in it: a second driver is refused, nothing touched
+        for debris in [*run_dir.glob(".*.tmp"), *run_dir.glob(".trials-*.csv")]:  # an earlier driver's, killed
+            debris.unlink(missing_ok=True)                                            # mid-write
+        self.agent = self.make_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed,
+                                        storage_dir=run_dir)
+        self.store = TrialStore(run_dir / "trials.db")
+        kind = opts.executor or sweep.system.scheduler
+        self.engine = TrialEngine(self.space, self.store, run_dir, Executor(kind, sweep.system), cache=cache,
+                                  seed=self.seed, max_retries=test.max_retries)
+        cap = sweep.system.max_jobs_in_flight
+        self.parallel = min(opts.parallel, cap) if cap else opts.parallel
+        if self.parallel < opts.parallel:
+            print(f"note: --parallel {opts.parallel} capped at the system's max_jobs_in_flight = {cap}", flush=True)
+        if opts.time_scale is not None:
+            os.environ["DSE_SIM_TIME_SCALE"] = str(opts.time_scale)
+        if not resumed:
+            self._write_run_files()
+        self.started = time.time()
+        self._dirty, self._exported = False, 0.0
+
+    def _write_run_files(self) -> None:
+        data = _sweep_data(self.sweep)
+        write_toml_atomic(self.run_dir / "sweep.toml", data, header=f"resolved sweep of {self.sweep.source}; "
+                                                                     "secrets redacted")
+        meta = {
+            "sweep_data": data, "agent": self.agent_name, "steps": self.steps, "seed": self.seed,
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.opts).items()},
+            "params": self.space.agent.names, "env_params": self.space.env.names,
+            "metrics": list(self.sweep.test.agent_metrics),
+            "space_summary": space_summary(self.space, self.count)[0],
+            "system": self.sweep.system.model_dump(mode="json"),
+        }
+        for k, v in meta.items():
+            self.store.set_meta(k, v)
+        if self.sweep.kind.simulated:
+            print(f"note: {self.sweep.workload} is a SIMULATION (analytic performance model, no GPU)", flush=True)
+        print(f"run dir: {self.run_dir}", flush=True)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        records = self.store.all()
+        for rec in records:
+            if not rec.status.is_finished:
+                self.agent.reserve(rec.action)
+            else:
+                self.agent.tell(rec.action, self._result(rec))
+        for rec in records:  # jobs of a dead driver: re-attach, or run again
+            if not rec.status.is_finished and not self.engine.reattach(rec):
+                fin = self.engine.restart(rec)
+                if fin:
+                    self._on_finished(fin)
+        if not records:
+            self._warm_start()
+        submitted = len(records)
+        exhausted = False
+        with Interrupts() as stop, Progress(self.steps) as progress:
+            while True:
+                progress.update(self.store.all, self.started)
+                while (stop.count == 0 and not exhausted and submitted < self.steps
+                       and len(self.engine.in_flight) < self.parallel):
+                    action = self.agent.ask()
+                    if action is None:
+                        exhausted = True
+                        break
+                    submitted += 1
+                    fin = self.engine.submit(action, use_cache=not self.opts.no_cache)
+                    if fin:
+                        self._on_finished(fin)
+                if stop.count >= 2 or not self.engine.in_flight:
+                    break
+                for fin in self.engine.poll():
+                    self._on_finished(fin)
+                self._write_outputs(force=False)
+                time.sleep(min(self.sweep.system.poll_interval_s, 0.2) if self.engine.in_flight else 0)
+            stopped = stop.count > 0
+        self._write_outputs(force=True)
+        recs = self.store.all()
+        left = [r for r in recs if not r.status.is_finished]
+        failed = [r for r in recs if r.status.is_failure]
+        best = best_record(recs)
+        print(f"done: {len(recs)} trials, {len(failed)} failed, {len(left)} left running"
+              + (f"; best trial {best.trial} reward {best.reward:.6g} {best.metrics}" if best else "; no success"),
+              flush=True)
+        if left or (stopped and not exhausted and submitted < self.steps):
+            print(f"resume with: dse resume {self.run_dir}", flush=True)
+        return 1 if best is None or any(r.reason not in DETERMINISTIC_FAILURES for r in failed) else 0
+
+    def _warm_start(self, limit: int = 20_000) -> None:
+        """Tell a model-based agent what the shared cache already knows about this space, before it asks."""
+        cache = self.engine.cache
+        if (cache is None or self.agent_name != "optuna" or self.space.env.dimensions
+                or self.count.valid > limit):
+            return
+        told = 0
+        metrics = list(self.sweep.test.agent_metrics)
+        for index in self.space.iter_valid():
+            action = self.space.agent.decode(index)
+            entry = cache.get(config_hash(self.engine.config_payload(self.space.resolve(action))))
+            if entry is None:
+                continue
+            if entry.status == "completed" and all(m in entry.metrics for m in metrics):
+                values = [entry.metrics[m] for m in metrics]
+                self.agent.tell(action, TrialResult(reward=score(self.engine.reward_name, values, True),
+                                                    status=TrialStatus.CACHED, values=values))
+                told += 1
+            elif entry.status == "failed":
+                self.agent.tell(action, TrialResult(reward=-math.inf, status=TrialStatus.FAILED, values=[],
+                                                    reason=entry.reason))
+                told += 1
+        if told:
+            print(f"warm start: told the optuna study {told} cached results of this space", flush=True)
+
+    def _result(self, rec: TrialRecord) -> TrialResult:
+        """What the agent hears of a finished record: values in agent_metrics order (a cached record keeps the
+        cache entry's order in `rec.metrics`)."""
+        metrics = self.sweep.test.agent_metrics
+        done = rec.status.is_success and all(m in rec.metrics for m in metrics)
+        result = rec.result([float(rec.metrics[m]) for m in metrics] if done else [])
+        if rec.reward is None:
+            result.reward = -math.inf
+        return result
+
+    def _on_finished(self, fin: Finished) -> None:
+        rec = fin.record
+        self.agent.tell(rec.action, self._result(rec))
+        elapsed = time.time() - self.started
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in rec.metrics.items()) or (rec.error or "")[:120]
+        print(f"[{elapsed:7.1f}s] trial {rec.trial:>4} {rec.status:<10} {rec.action} {shown}", flush=True)
+        self._dirty = True
+        self._write_outputs(force=False)
+
+    def _write_outputs(self, force: bool = True) -> None:
+        """trials.csv and best.toml from the store; during the loop at most every EXPORT_EVERY_S seconds.
+
+        Rebuilding the table after every trial made the driver's cost per trial grow with the sweep; the
+        store (trials.db) is written per trial, so nothing is lost between exports.
+        """
+        now = time.monotonic()
+        if not force and (not self._dirty or now - self._exported < EXPORT_EVERY_S):
+            return
+        self._dirty, self._exported = False, now
+        recs = self.store.all()
+        df = frame(recs, self.space.agent.names, self.space.env.names, list(self.sweep.test.agent_metrics))
+        write_csv_atomic(df, self.run_dir / "trials.csv")
+        best = best_record(recs)
+        if best is not None:
+            write_text_atomic(self.run_dir / "best.toml", best_toml(self.store.get_meta("sweep_data"), best))
+
+
+def safe_dir_name(name: str, limit: int = 100) -> str:
+    """`name` as one directory name: secrets scrubbed, only [A-Za-z0-9._-] (any other run of characters is
+    one `_`), no run of dots (never `..`), no leading dot or dash, at most `limit` characters, never empty."""
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", scrub_secrets(str(name)))
+    text = re.sub(r"\.{2,}", ".", text)
+    text = text.lstrip("._-")[:limit].rstrip("._-")
+    return text or "sweep"
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what creating `path` would create), or None."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    """A new run directory `OUT/<safe name>-<YYYYmmdd-HHMMSS>[-n]` (always directly under `out`)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = safe_dir_name(name)
+    path = out / f"{name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = out / f"{name}-{stamp}-{n}"
+    return path
+
+
+def run_sweep(sweep: Sweep, opts: RunOptions, make_agent: AgentFactory) -> int:
+    """`dse run`: a new run directory under `opts.out`."""
+    run_dir = new_run_dir(Path(opts.out), sweep.name)
+    runner = SweepRunner(sweep, run_dir, opts, make_agent)
+    return runner.run()
+
+
+def _restore_redacted_env(sweep: Sweep, run_dir: Path) -> None:
+    """sweep.toml holds `***` for secret extra_env_vars: a resumed run takes them from the environment again."""
+    for name, value in list(sweep.test.extra_env_vars.items()):
+        if value != REDACTED:
+            continue
+        if not os.environ.get(name):
+            raise InputError(f"is a secret kept out of the run dir; export {name} and resume again",
+                             file=str(run_dir), field=f"extra_env_vars.{name}")
+        sweep.test.extra_env_vars[name] = os.environ[name]
+
+
+def resume_sweep(run_dir: Path, make_agent: AgentFactory, parallel: int | None = None) -> int:
+    """`dse resume`: finish a sweep whose driver died."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "trials.db").is_file() or not (run_dir / "sweep.toml").is_file():
+        raise InputError("not a dse run directory (needs trials.db and sweep.toml)", file=str(run_dir))
+    with TrialStore(run_dir / "trials.db") as store:
+        options = dict(store.get_meta("options", {}))
+        system = SystemConfig.model_validate(store.get_meta("system", {}))
+        opts = RunOptions(agent=store.get_meta("agent"), steps=store.get_meta("steps"),
+                          parallel=parallel or int(options.get("parallel") or 1), seed=store.get_meta("seed"),
+                          out=run_dir.parent, cache=Path(options["cache"]) if options.get("cache") else None,
+                          no_cache=bool(options.get("no_cache")), executor=options.get("executor"),
+                          time_scale=options.get("time_scale"))
+    sweep = load_sweep(run_dir / "sweep.toml")
+    sweep.system = system
+    _restore_redacted_env(sweep, run_dir)
+    print(f"resuming {run_dir}", flush=True)
+    return SweepRunner(sweep, run_dir, opts, make_agent, resumed=True).run()

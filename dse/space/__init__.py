@@ -1,0 +1,29 @@
+"""The search space of a sweep: dimensions from list-valued fields, lazy index <-> config, vectorised
+validity under the workload's rules and the user's constraints, env_params draws, and its plain-text summary.
+"""
+
+from dse.space._env_params import draw_env_params
+from dse.space._space import (
+    DEFAULT_BLOCK,
+    ENV_VAR_PREFIX,
+    MAX_POINTS,
+    NUM_NODES,
+    Dimension,
+    SearchSpace,
+    SpaceCount,
+    SweepSpace,
+)
+from dse.space._summary import space_summary
+
+__all__ = [
+    "DEFAULT_BLOCK",
+    "ENV_VAR_PREFIX",
+    "MAX_POINTS",
+    "NUM_NODES",
+    "Dimension",
+    "SearchSpace",
+    "SpaceCount",
+    "SweepSpace",
+    "draw_env_params",
+    "space_summary",
+]
