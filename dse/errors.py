@@ -10,11 +10,11 @@ and again when it is rendered.
 
 from __future__ import annotations
 
+from dse.hashing import scrub_secrets, scrub_text
+
 
 def scrub_message(text: str) -> str:
     """`text` without secrets (see `dse.hashing.scrub_secrets`); never fails, whatever the environment."""
-    from dse.hashing import scrub_secrets, scrub_text
-
     try:
         return scrub_secrets(text)
     except Exception:  # the HF token could not be resolved: scrub what the patterns know

@@ -3,10 +3,14 @@
 # (scripts/slurm-local.sh) for the integration tests, runs pytest, stops the cluster it started.
 #   - as root (CI, a developer's container): the cluster is installed/started; Slurm tests must pass.
 #   - without root: the Slurm tests are skipped explicitly (-m "not slurm") and the rest runs.
-# pytest exit 5 (no tests collected) is a failure here.
+# ruff and mypy run first; pytest exit 5 (no tests collected) is a failure here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
+# The static checks first (seconds, and a failure here needs no cluster): lint and types, configured in
+# pyproject.toml ([tool.ruff], [tool.mypy]).
+"$PY" -m ruff check . || { echo "run-tests: ruff found problems" >&2; exit 1; }
+"$PY" -m mypy || { echo "run-tests: mypy found type errors" >&2; exit 1; }
 started=0
 markers=()
 if [[ $EUID -eq 0 && "${DSE_SKIP_SLURM:-0}" != "1" ]]; then

@@ -28,8 +28,8 @@ INFEASIBLE = frozenset({TrialStatus.INFEASIBLE.value})
 
 _LOWER_BETTER = frozenset({"step-time", "max-alloc-gb"})
 _LOWER_HINTS = ("time", "latency", "alloc", "mem", "loss", "seconds", "-gb", "duration")
-_FAIL_STYLE = {"marker": "x", "color": "#d62728", "s": 36, "linewidths": 1.6, "zorder": 4}
-_INFEAS_STYLE = {"marker": "^", "facecolors": "none", "edgecolors": "#7f7f7f", "s": 30, "zorder": 4}
+_FAIL_STYLE: dict[str, Any] = {"marker": "x", "color": "#d62728", "s": 36, "linewidths": 1.6, "zorder": 4}
+_INFEAS_STYLE: dict[str, Any] = {"marker": "^", "facecolors": "none", "edgecolors": "#7f7f7f", "s": 30, "zorder": 4}
 _OK_COLOR = "#1f77b4"
 _BAND_COLOR = "#fbe3e3"
 _FIGSIZE = (8.0, 5.0)

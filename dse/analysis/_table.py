@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 import os
 import tempfile
@@ -59,7 +60,7 @@ def _schema(store: TrialStore) -> tuple[list[str], list[str], list[str]]:
 def load_trials(run_dirs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """The trial table of one run directory, or of several with a `run` column (and `agent`)."""
     many = not isinstance(run_dirs, (str, Path))
-    dirs = [Path(d) for d in (run_dirs if many else [run_dirs])]  # type: ignore[union-attr]
+    dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
     frames = []
     for d in dirs:
         store = _open_store(d)
@@ -157,8 +158,6 @@ def best_text(run_dir: Path, as_toml: bool = False) -> str:
 
 def _parquet_engine() -> str:
     """pandas' parquet engine that is installed (an optional dependency); an InputError saying what to install."""
-    import importlib
-
     for engine in ("pyarrow", "fastparquet"):
         try:
             importlib.import_module(engine)

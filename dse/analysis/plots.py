@@ -316,7 +316,8 @@ def parallel_coordinates(df: pd.DataFrame, *, top: int = 10, metric: str = "step
     fig.colorbar(sm, ax=ax, label=label, pad=0.01)
     trial0 = best["trial"].iloc[0] if "trial" in best.columns else best.index[0]
     run0 = f"{best['run'].iloc[0]} " if "run" in best.columns and best["run"].nunique() > 1 else ""
-    ax.legend([Line2D([], [], color=sm.to_rgba(v[0]), lw=3)],
+    best_color: Any = sm.to_rgba(v[0])
+    ax.legend([Line2D([], [], color=best_color, lw=3)],
               [f"best: {run0}trial {_fmt_value(trial0)} ({v[0]:.4g})"], loc="upper left",
               bbox_to_anchor=(0, -0.1), fontsize=9, frameon=False)
     return fig

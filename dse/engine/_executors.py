@@ -180,7 +180,7 @@ class Executor:
             ex.update_parameters(timeout_min=limit_min or 60 * 24)
             return ex
         sys_cfg = self.system
-        ex = submitit.SlurmExecutor(folder=folder)
+        slurm = submitit.SlurmExecutor(folder=folder)
         params: dict[str, Any] = {"nodes": spec.num_nodes, "ntasks_per_node": 1, "job_name": "dse-trial"}
         if spec.gpus_per_node:
             params["gpus_per_node"] = spec.gpus_per_node
@@ -207,8 +207,8 @@ class Executor:
             params["additional_parameters"] = extra
         if sys_cfg.extra_srun_args:
             params["srun_args"] = list(sys_cfg.extra_srun_args)
-        ex.update_parameters(**params)
-        return ex
+        slurm.update_parameters(**params)
+        return slurm
 
     def submit(self, spec: JobSpec, folder: Path) -> JobHandle:
         if spec.submit_host:  # the program submits its own Slurm job: run it here, without an allocation
@@ -220,12 +220,15 @@ class Executor:
         with _terminal_sigint_blocked():  # the job's processes inherit the mask: a Ctrl-C reaches only the driver
             return JobHandle(ex.submit(run_job, spec))
 
-    def attach(self, job_id: str, folder: Path, submit_host: bool = False) -> JobHandle | None:
-        """Re-attach to a job submitted by an earlier driver (resume)."""
+    def attach(self, job_id: str | None, folder: Path, submit_host: bool = False) -> JobHandle | None:
+        """Re-attach to a job submitted by an earlier driver (resume); `job_id` is None when a launcher died
+        before printing the id of the job it submitted."""
         if submit_host:
             launcher = _live_local_job(folder)
             launched = LaunchedJob(launcher, folder.parent, slurm_id=job_id or None)
             return LaunchedJobHandle(launched) if launcher is not None or launched.job_id else None
+        if not job_id:
+            return None
         if self.kind == "slurm":
             return JobHandle(submitit.SlurmJob(folder=folder, job_id=job_id))
         if self.kind == "local" and job_id.isdigit():
@@ -289,7 +292,5 @@ class _OrphanLocalJob:
         return value
 
     def cancel(self, check: bool = False) -> None:
-        import contextlib
-
         with contextlib.suppress(OSError):
             os.kill(int(self.job_id), signal.SIGTERM)

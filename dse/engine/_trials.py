@@ -50,6 +50,7 @@ class Finished:
 
 _FAILURE_STATUS = {FailureReason.TIMEOUT: TrialStatus.TIMEOUT, FailureReason.PREEMPTED: TrialStatus.PREEMPTED}
 """A failure reason with a status of its own; every other failure is `failed`."""
+_REASONS = frozenset(r.value for r in FailureReason)
 
 
 @dataclass
@@ -190,7 +191,8 @@ class TrialEngine:
             status, reason, error = TrialStatus.COMPLETED, None, None
             metrics = dict(zip(self.metrics, observation, strict=True))
         else:
-            status = _FAILURE_STATUS.get(outcome.reason or "", TrialStatus.FAILED)
+            status = _FAILURE_STATUS.get(FailureReason(outcome.reason), TrialStatus.FAILED) \
+                if outcome.reason in _REASONS else TrialStatus.FAILED
             reason, error, metrics = outcome.reason, scrub_text(outcome.error or "")[:500], {}
         if self.cache is not None and (outcome.ok or outcome.reason in DETERMINISTIC_FAILURES):
             self._cache_put(CacheEntry(

@@ -102,7 +102,7 @@ class SearchSpace:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size == 1:  # the common case, in plain Python: numpy's per-call cost dominates at this size
             index = int(idx[0])
-            one = []
+            one: list[int] = []
             for radix, stride in zip(self.radices, self.strides, strict=True):
                 base = index - (index // stride) % radix * stride
                 one.extend(base + k * stride for k in range(radix) if base + k * stride != index)
@@ -269,13 +269,13 @@ class SweepSpace:
         n_env = self.env.size
         full = (idx[:, None] * n_env + np.arange(n_env, dtype=np.int64)[None, :]).ravel()
         cols = self._columns(full)
-        out = {}
+        out: dict[str, np.ndarray] = {}
         for rule in self.rules:
             try:
                 mask = np.broadcast_to(np.asarray(rule.check(cols), dtype=bool), full.shape)
             except InputError as exc:
                 raise InputError(exc.message, file=str(self.sweep.source), field=rule.name) from None
-            out[rule.name] = mask.reshape(idx.size, n_env).all(axis=1)
+            out[rule.name] = np.asarray(mask.reshape(idx.size, n_env).all(axis=1))
         return out
 
     def valid_mask(self, agent_indices: np.ndarray) -> np.ndarray:
@@ -380,7 +380,7 @@ class SweepSpace:
         cmd_args = copy.deepcopy(test.cmd_args)
         env_vars: dict[str, str] = {
             k: v for k, v in test.extra_env_vars.items() if not isinstance(v, list)
-        }  # type: ignore[misc]
+        }
         for k, v in test.extra_env_vars.items():
             if isinstance(v, list) and _excluded(ENV_VAR_PREFIX + k, test.dse_excluded_args):
                 env_vars[k] = ",".join(v)

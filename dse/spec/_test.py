@@ -7,6 +7,7 @@ Everything a user can get wrong is refused here with one field-naming error; the
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dse.agent_names import known_agent_names
 from dse.errors import FieldProblem, InputError
 from dse.expressions import parse_expression
+from dse.hashing import scrub_secrets
 from dse.metrics import reward_names
 from dse.workloads import workload_class, workload_names
 
@@ -62,8 +64,6 @@ MAX_NAME_LENGTH = 100
 def check_sweep_name(name: str) -> str:
     """A test's or scenario's `name`: 1 to 100 characters, not blank, no control character (NUL, newline), no
     secret. It names the run directory (made safe by `dse.engine._sweep.safe_dir_name`) and the optuna study."""
-    from dse.hashing import scrub_secrets
-
     problem = ""
     if not name.strip():
         problem = "is empty"
@@ -206,8 +206,6 @@ class TestDefinition(BaseModel):
     def _check_no_nul(self) -> None:
         """A NUL cannot be passed in argv or the environment: refused in cmd_args, extra_env_vars and
         extra_cmd_args (names and values) when the sweep is read, not found missing after the run."""
-        from collections import deque
-
         # breadth first, in the file's order: the first bad value is the one named
         queue = deque((f, getattr(self, f)) for f in ("cmd_args", "extra_env_vars", "extra_cmd_args"))
         while queue:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from dse.errors import InputError
 
@@ -163,7 +163,7 @@ class _Database:
         if getattr(self._local, "pid", None) == pid:
             self._local.conn = None
 
-    def __enter__(self) -> _Database:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

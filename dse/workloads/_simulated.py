@@ -7,12 +7,15 @@ run would, from `dse.simulator._model`; no GPU and no Megatron-Bridge are involv
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import dse.megatron
+import dse.simulator
 from dse.hashing import redact, resolve_hf_token
 from dse.megatron import MegatronBridgeCmdArgs
 from dse.timelimit import time_limit_seconds
@@ -55,11 +58,6 @@ class SimulatedMegatronBridge(Workload):
 @functools.cache
 def _model_fingerprint() -> str:
     """A digest of the model's source: a changed model never reuses cached simulated results."""
-    import hashlib
-
-    import dse.megatron
-    import dse.simulator
-
     digest = hashlib.sha256()
     for package in (dse.megatron, dse.simulator):  # the model, and the Megatron knowledge it reads
         for source in sorted(Path(package.__file__ or "").parent.glob("*.py")):
