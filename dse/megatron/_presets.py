@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from dse.megatron._architectures import architecture_for
 from dse.megatron._pipeline_layout import DEEPSEEK_V3_LAYOUTS, deepseek_v3_layout, parse_layout
@@ -65,16 +65,50 @@ class Preset:
     exact: bool = True  # False: a fallback for a combination v0.3.0 does not ship
 
 
+class _Fields(TypedDict, total=False):
+    """The `Preset` fields one row of the table sets by keyword (`_add`), and the shared parts of rows."""
+
+    num_gpus: int
+    tp: int
+    pp: int
+    cp: int
+    vp: int | None
+    ep: int
+    etp: int | None
+    mb: int
+    gb: int
+    seq_length: int
+    use_megatron_fsdp: bool
+    cuda_graph_impl: str
+    cuda_graph_scope: str
+    recompute_num_layers: int | None
+    recompute_modules: str
+    activation_offload_layers: int
+    moe_a2a_overlap: bool
+    nccl_ub: bool
+    dispatcher: str
+    pp_layout: str | None
+
+
 _TABLE: dict[tuple[str, str, str, str, str], Preset] = {}
 
 
-def _add(recipe: str, gpus: str, dtypes: str, variants: str = "v1", task: str = "pretrain", **kw: Any) -> None:
-    """Register one row of §4 for every (gpu, dtype, variant) it names (space-separated lists)."""
+def _add(recipe: str, gpus: str, dtypes: str, variants: str = "v1", task: str = "pretrain",
+         base: _Fields | None = None, **kw: Unpack[_Fields]) -> None:
+    """Register one row of §4 for every (gpu, dtype, variant) it names (space-separated lists).
+
+    `base` holds the fields the rows of one recipe share; a row may not set one of them again.
+    """
+    shared: _Fields = base or {}
+    twice = shared.keys() & kw.keys()
+    if twice:
+        raise TypeError(f"_add() got multiple values for keyword argument {sorted(twice)[0]!r}")
+    fields: _Fields = {**shared, **kw}
     for gpu in gpus.split():
         for dtype in dtypes.split():
             for variant in variants.split():
                 _TABLE[(recipe, task, gpu, dtype, variant)] = Preset(
-                    recipe=recipe, gpu=gpu, dtype=dtype, task=task, variant=variant, **kw
+                    recipe=recipe, gpu=gpu, dtype=dtype, task=task, variant=variant, **fields
                 )
 
 
@@ -83,59 +117,60 @@ _G_ATTN_MOE = "attn,moe_router,moe_preprocess"
 _TE = "transformer_engine"
 
 # ---- qwen3_30b_a3b: seq 4096, ETP 1, GBS 512, V1 only (§4) --------------------------------------------
-_q30 = dict(seq_length=4096, etp=1, gb=512, num_gpus=8, ep=8)
+_q30 = _Fields(seq_length=4096, etp=1, gb=512, num_gpus=8, ep=8)
 _add("qwen3_30b_a3b", "gb300", "bf16 fp8_cs fp8_mx", mb=8, dispatcher="hybridep", cuda_graph_impl=_TE,
-     cuda_graph_scope=_G_MOE, **_q30)
+     cuda_graph_scope=_G_MOE, base=_q30)
 _add("qwen3_30b_a3b", "gb200", "bf16 fp8_cs", mb=4, dispatcher="hybridep", cuda_graph_impl=_TE,
-     cuda_graph_scope=_G_ATTN_MOE, **_q30)
+     cuda_graph_scope=_G_ATTN_MOE, base=_q30)
 _add("qwen3_30b_a3b", "gb200", "fp8_mx", mb=4, dispatcher="hybridep", cuda_graph_impl=_TE,
-     cuda_graph_scope=_G_MOE, **_q30)
+     cuda_graph_scope=_G_MOE, base=_q30)
 _add("qwen3_30b_a3b", "b300", "bf16 fp8_cs fp8_mx", mb=8, dispatcher="hybridep", cuda_graph_impl=_TE,
-     cuda_graph_scope=_G_MOE, **_q30)
+     cuda_graph_scope=_G_MOE, base=_q30)
 _add("qwen3_30b_a3b", "b200", "bf16 fp8_cs fp8_mx", mb=1, dispatcher="alltoall", cuda_graph_impl=_TE,
-     cuda_graph_scope=_G_MOE, **_q30)
-_q30h = dict(_q30, num_gpus=16, pp=2, vp=12, mb=1, gb=1024, dispatcher="deepep", moe_a2a_overlap=True)
-_add("qwen3_30b_a3b", "h100", "bf16", cuda_graph_impl=_TE, cuda_graph_scope=_G_MOE, **_q30h)
-_add("qwen3_30b_a3b", "h100", "fp8_cs", **_q30h)
+     cuda_graph_scope=_G_MOE, base=_q30)
+_q30h: _Fields = {**_q30, "num_gpus": 16, "pp": 2, "vp": 12, "mb": 1, "gb": 1024, "dispatcher": "deepep",
+                  "moe_a2a_overlap": True}
+_add("qwen3_30b_a3b", "h100", "bf16", cuda_graph_impl=_TE, cuda_graph_scope=_G_MOE, base=_q30h)
+_add("qwen3_30b_a3b", "h100", "fp8_cs", base=_q30h)
 
 # ---- llama3_8b: n=8, GBS 128, seq 8192, V1 only ---------------------------------------------------------
-_l8 = dict(seq_length=8192, num_gpus=8, gb=128)
+_l8 = _Fields(seq_length=8192, num_gpus=8, gb=128)
 _add("llama3_8b", "gb300", "bf16 fp8_cs fp8_mx nvfp4", mb=4, cuda_graph_impl="local",
-     cuda_graph_scope="full_iteration", **_l8)
+     cuda_graph_scope="full_iteration", base=_l8)
 _add("llama3_8b", "gb200", "bf16 fp8_cs fp8_mx", mb=2, cuda_graph_impl="local",
-     cuda_graph_scope="full_iteration", **_l8)
-_add("llama3_8b", "gb200", "nvfp4", mb=4, **_l8)
+     cuda_graph_scope="full_iteration", base=_l8)
+_add("llama3_8b", "gb200", "nvfp4", mb=4, base=_l8)
 _add("llama3_8b", "b300", "bf16 fp8_cs fp8_mx", mb=4, cuda_graph_impl="local",
-     cuda_graph_scope="full_iteration", **_l8)
-_add("llama3_8b", "b300", "nvfp4", mb=4, **_l8)
+     cuda_graph_scope="full_iteration", base=_l8)
+_add("llama3_8b", "b300", "nvfp4", mb=4, base=_l8)
 _add("llama3_8b", "b200", "bf16 fp8_cs fp8_mx", mb=2, cuda_graph_impl="local",
-     cuda_graph_scope="full_iteration", **_l8)
-_add("llama3_8b", "b200", "nvfp4", mb=4, **_l8)
-_add("llama3_8b", "h100", "bf16", cp=2, mb=1, **_l8)
-_add("llama3_8b", "h100", "fp8_cs", mb=1, recompute_num_layers=5, **_l8)
+     cuda_graph_scope="full_iteration", base=_l8)
+_add("llama3_8b", "b200", "nvfp4", mb=4, base=_l8)
+_add("llama3_8b", "h100", "bf16", cp=2, mb=1, base=_l8)
+_add("llama3_8b", "h100", "fp8_cs", mb=1, recompute_num_layers=5, base=_l8)
 
 # ---- llama3_70b: n=64, seq 8192; V1 GBS 128, V2 (default) GBS 256 ---------------------------------------
 for _variant, _gbs in (("v1", 128), ("v2", 256)):
-    _l70 = dict(seq_length=8192, num_gpus=64, gb=_gbs)
+    _l70 = _Fields(seq_length=8192, num_gpus=64, gb=_gbs)
     _add("llama3_70b", "gb300", "bf16", _variant, mb=2, use_megatron_fsdp=True, nccl_ub=True,
-         activation_offload_layers=30, **_l70)
+         activation_offload_layers=30, base=_l70)
     _add("llama3_70b", "gb300", "fp8_cs", _variant, mb=2, use_megatron_fsdp=True, activation_offload_layers=20,
-         **_l70)
-    _add("llama3_70b", "gb300", "fp8_mx nvfp4", _variant, pp=4, vp=5, mb=1, **_l70)
+         base=_l70)
+    _add("llama3_70b", "gb300", "fp8_mx nvfp4", _variant, pp=4, vp=5, mb=1, base=_l70)
     _add("llama3_70b", "gb200", "bf16", _variant, mb=1, use_megatron_fsdp=True, activation_offload_layers=20,
-         **_l70)
+         base=_l70)
     _add("llama3_70b", "gb200", "fp8_cs", _variant, mb=2, use_megatron_fsdp=True, activation_offload_layers=40,
-         **_l70)
-    _add("llama3_70b", "gb200", "fp8_mx nvfp4", _variant, tp=2, pp=4, vp=5, mb=1, **_l70)
-    _add("llama3_70b", "b300", "bf16 fp8_cs", _variant, mb=1, use_megatron_fsdp=True, **_l70)
-    _add("llama3_70b", "b300", "fp8_mx nvfp4", _variant, pp=4, vp=5, mb=1, **_l70)
+         base=_l70)
+    _add("llama3_70b", "gb200", "fp8_mx nvfp4", _variant, tp=2, pp=4, vp=5, mb=1, base=_l70)
+    _add("llama3_70b", "b300", "bf16 fp8_cs", _variant, mb=1, use_megatron_fsdp=True, base=_l70)
+    _add("llama3_70b", "b300", "fp8_mx nvfp4", _variant, pp=4, vp=5, mb=1, base=_l70)
     _add("llama3_70b", "b200", "bf16", _variant, tp=2, pp=4, cp=2, vp=5, mb=1, cuda_graph_impl="local",
-         cuda_graph_scope="full_iteration", **_l70)
+         cuda_graph_scope="full_iteration", base=_l70)
     _add("llama3_70b", "b200", "fp8_cs", _variant, mb=1, use_megatron_fsdp=True, activation_offload_layers=5,
-         **_l70)
-    _add("llama3_70b", "b200", "fp8_mx nvfp4", _variant, tp=2, pp=4, vp=5, mb=1, **_l70)
-    _add("llama3_70b", "h100", "bf16", _variant, tp=4, pp=4, cp=2, vp=5, mb=1, **_l70)
-    _add("llama3_70b", "h100", "fp8_cs", _variant, tp=4, pp=8, vp=5, mb=1, **_l70)
+         base=_l70)
+    _add("llama3_70b", "b200", "fp8_mx nvfp4", _variant, tp=2, pp=4, vp=5, mb=1, base=_l70)
+    _add("llama3_70b", "h100", "bf16", _variant, tp=4, pp=4, cp=2, vp=5, mb=1, base=_l70)
+    _add("llama3_70b", "h100", "fp8_cs", _variant, tp=4, pp=8, vp=5, mb=1, base=_l70)
 # SFT / LoRA (§4 gives the H100 examples only; dtype and sequence length are not stated: registered for
 # bf16 and fp8_cs with the 4096 tokens of the packed-SQuAD fine-tuning recipes, an assumption)
 _add("llama3_70b", "h100", "bf16 fp8_cs", task="sft", num_gpus=32, tp=4, pp=4, vp=5, mb=1, gb=32,
@@ -147,51 +182,52 @@ _add("llama3_70b", "h100", "bf16 fp8_cs", task="lora", num_gpus=8, tp=1, pp=4, v
 _DS_LAYOUT_GB300 = "Et*4|(t*4|)*14tmL"
 _DS_LAYOUT_H100 = "Et|(tt|)*30mL"
 for _variant, _gbs, _gbs_h in (("v1", 2048, 8192), ("v2", 4096, 16384)):
-    _ds = dict(seq_length=4096, etp=1, num_gpus=256, dispatcher="hybridep")
+    _ds = _Fields(seq_length=4096, etp=1, num_gpus=256, dispatcher="hybridep")
+    _ds_h100: _Fields = {**_ds, "num_gpus": 1024}
     _add("deepseek_v3", "gb300", "fp8_cs fp8_mx nvfp4", _variant, pp=2, vp=8, ep=32, mb=2, gb=_gbs,
-         recompute_modules="mla_up_proj", pp_layout=_DS_LAYOUT_GB300, **_ds)
+         recompute_modules="mla_up_proj", pp_layout=_DS_LAYOUT_GB300, base=_ds)
     _add("deepseek_v3", "gb300", "bf16", _variant, pp=4, vp=4, ep=64, mb=1, gb=_gbs, cuda_graph_impl=_TE,
-         cuda_graph_scope=_G_ATTN_MOE, recompute_modules="moe_act", **_ds)
+         cuda_graph_scope=_G_ATTN_MOE, recompute_modules="moe_act", base=_ds)
     _add("deepseek_v3", "gb200", "bf16 fp8_cs fp8_mx fp8_sc nvfp4", _variant, pp=4, vp=4, ep=64, mb=1, gb=_gbs,
-         cuda_graph_impl=_TE, cuda_graph_scope=_G_ATTN_MOE, recompute_modules="mla_up_proj", **_ds)
+         cuda_graph_impl=_TE, cuda_graph_scope=_G_ATTN_MOE, recompute_modules="mla_up_proj", base=_ds)
     _add("deepseek_v3", "b300 b200", "bf16 fp8_cs fp8_mx fp8_sc nvfp4", _variant, pp=16, ep=8, mb=1, gb=_gbs,
-         recompute_modules="mla_up_proj", **_ds)
-    _add("deepseek_v3", "h100", "bf16 fp8_cs fp8_sc", _variant, **dict(_ds, num_gpus=1024), tp=2, pp=8, vp=4,
+         recompute_modules="mla_up_proj", base=_ds)
+    _add("deepseek_v3", "h100", "bf16 fp8_cs fp8_sc", _variant, base=_ds_h100, tp=2, pp=8, vp=4,
          ep=64, mb=1, gb=_gbs_h, recompute_modules="mla_up_proj,mlp", pp_layout=_DS_LAYOUT_H100)
 _add("deepseek_v3", "b300", "bf16", "v2", seq_length=4096, etp=1, num_gpus=256, dispatcher="hybridep", pp=8,
      vp=2, ep=8, mb=1, gb=4096, recompute_modules="mla_up_proj")
 
 # ---- qwen3_235b_a22b V2 (GBS 8192, seq 4096); b200/b300 and gb300 fp8 rows from §5 ----------------------
-_q235 = dict(seq_length=4096, etp=1, num_gpus=256, gb=8192)
-_add("qwen3_235b_a22b", "gb200", "bf16", "v2", pp=8, ep=8, mb=1, **_q235)
-_add("qwen3_235b_a22b", "gb200", "fp8_cs fp8_mx fp8_sc nvfp4", "v2", pp=8, ep=32, mb=1, **_q235)
-_add("qwen3_235b_a22b", "gb300", "bf16", "v2", pp=4, vp=12, ep=16, mb=2, **_q235)
-_add("qwen3_235b_a22b", "gb300", "fp8_cs fp8_mx nvfp4", "v2", pp=4, ep=32, mb=2, **_q235)
-_add("qwen3_235b_a22b", "b300", "bf16 fp8_cs fp8_mx nvfp4", "v2", pp=8, vp=4, ep=8, mb=1, **_q235)
-_add("qwen3_235b_a22b", "b200", "bf16 fp8_cs fp8_mx nvfp4", "v2", pp=8, ep=8, mb=1, **_q235)
+_q235 = _Fields(seq_length=4096, etp=1, num_gpus=256, gb=8192)
+_add("qwen3_235b_a22b", "gb200", "bf16", "v2", pp=8, ep=8, mb=1, base=_q235)
+_add("qwen3_235b_a22b", "gb200", "fp8_cs fp8_mx fp8_sc nvfp4", "v2", pp=8, ep=32, mb=1, base=_q235)
+_add("qwen3_235b_a22b", "gb300", "bf16", "v2", pp=4, vp=12, ep=16, mb=2, base=_q235)
+_add("qwen3_235b_a22b", "gb300", "fp8_cs fp8_mx nvfp4", "v2", pp=4, ep=32, mb=2, base=_q235)
+_add("qwen3_235b_a22b", "b300", "bf16 fp8_cs fp8_mx nvfp4", "v2", pp=8, vp=4, ep=8, mb=1, base=_q235)
+_add("qwen3_235b_a22b", "b200", "bf16 fp8_cs fp8_mx nvfp4", "v2", pp=8, ep=8, mb=1, base=_q235)
 _add("qwen3_235b_a22b", "h100", "bf16 fp8_cs fp8_sc", "v2", tp=2, pp=8, vp=4, ep=32, mb=1, moe_a2a_overlap=True,
-     **_q235)
+     base=_q235)
 
 # ---- nemotronh_56b: FP8_CS presets only, reused for any -c; n=64 GBS192 MBS1, seq 8192 --------------------
-_nh = dict(seq_length=8192, num_gpus=64, gb=192, mb=1, cuda_graph_impl=_TE, cuda_graph_scope="mamba,attn")
-_add("nemotronh_56b", "gb300 gb200 b300 b200", " ".join(DTYPES), tp=2, **_nh)
-_add("nemotronh_56b", "h100", " ".join(DTYPES), tp=8, **_nh)
+_nh = _Fields(seq_length=8192, num_gpus=64, gb=192, mb=1, cuda_graph_impl=_TE, cuda_graph_scope="mamba,attn")
+_add("nemotronh_56b", "gb300 gb200 b300 b200", " ".join(DTYPES), tp=2, base=_nh)
+_add("nemotronh_56b", "h100", " ".join(DTYPES), tp=8, base=_nh)
 
 # ---- gpt_oss_120b: BF16 only; n=64; V1 GBS512, V2 GBS1280; seq 4096 ----------------------------------------
 for _variant, _gbs in (("v1", 512), ("v2", 1280)):
-    _go = dict(seq_length=4096, num_gpus=64, gb=_gbs)
-    _add("gpt_oss_120b", "gb300 gb200 b300 b200", "bf16", _variant, ep=64, mb=4, **_go)
-    _add("gpt_oss_120b", "h100", "bf16", _variant, pp=4, ep=8, mb=1, **_go)
+    _go = _Fields(seq_length=4096, num_gpus=64, gb=_gbs)
+    _add("gpt_oss_120b", "gb300 gb200 b300 b200", "bf16", _variant, ep=64, mb=4, base=_go)
+    _add("gpt_oss_120b", "h100", "bf16", _variant, pp=4, ep=8, mb=1, base=_go)
 
 # ---- llama31_405b: V1 n=128 GBS64 (§4, gb200); V2 n=256 (h100 1024) GBS1536 from the §5 FP8 rows ---------
-_l405 = dict(seq_length=8192)
-_add("llama31_405b", "gb200", "bf16", "v1", num_gpus=128, gb=64, tp=4, pp=8, cp=2, vp=8, mb=1, **_l405)
+_l405 = _Fields(seq_length=8192)
+_add("llama31_405b", "gb200", "bf16", "v1", num_gpus=128, gb=64, tp=4, pp=8, cp=2, vp=8, mb=1, base=_l405)
 _add("llama31_405b", "gb200", "fp8_cs", "v1", num_gpus=128, gb=64, tp=2, mb=1, use_megatron_fsdp=True,
-     activation_offload_layers=92, **_l405)
-_add("llama31_405b", "gb300", "fp8_cs fp8_mx nvfp4", "v2", num_gpus=256, gb=1536, tp=4, pp=8, vp=4, mb=1, **_l405)
+     activation_offload_layers=92, base=_l405)
+_add("llama31_405b", "gb300", "fp8_cs fp8_mx nvfp4", "v2", num_gpus=256, gb=1536, tp=4, pp=8, vp=4, mb=1, base=_l405)
 _add("llama31_405b", "gb200", "fp8_cs fp8_mx nvfp4", "v2", num_gpus=256, gb=1536, tp=4, pp=16, vp=4, mb=1,
-     **_l405)
-_add("llama31_405b", "h100", "fp8_cs", "v2", num_gpus=1024, gb=1536, tp=8, pp=8, cp=2, vp=8, mb=1, **_l405)
+     base=_l405)
+_add("llama31_405b", "h100", "fp8_cs", "v2", num_gpus=1024, gb=1536, tp=8, pp=8, cp=2, vp=8, mb=1, base=_l405)
 
 PRESETS: dict[tuple[str, str, str, str, str], Preset] = dict(_TABLE)
 """(recipe, task, gpu, dtype, variant) -> Preset, exactly the rows above (no fallbacks)."""

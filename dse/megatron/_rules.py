@@ -10,7 +10,7 @@ seq % 2cp) from the recipe's architecture table. User expressions from the test 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -57,11 +57,21 @@ def _cuda_graphs_on(c: Columns) -> Any:
 
 
 def _scope_has(c: Columns, *items: str) -> Any:
-    return c.feature("cuda_graph_scope", lambda v, _i=items: any(x in split_list(v) for x in _i))
+    return c.feature("cuda_graph_scope", _lists_any(items))
 
 
 def _recompute_has(c: Columns, *items: str) -> Any:
-    return c.feature("recompute_modules", lambda v, _i=items: any(x in split_list(v) for x in _i))
+    return c.feature("recompute_modules", _lists_any(items))
+
+
+def _lists_any(items: tuple[str, ...]) -> Callable[[Any], bool]:
+    """Whether a list field names any of `items`. `items` is bound as a default, not a closure, so that
+    `Columns.feature` caches the function by its code and defaults (`_fn_key`)."""
+
+    def has(v: Any, _i: tuple[str, ...] = items) -> bool:
+        return any(x in split_list(v) for x in _i)
+
+    return has
 
 
 def _truthy(c: Columns, name: str) -> Any:
@@ -216,9 +226,13 @@ def _r_experts_ep(c: Columns) -> Any:
 
 
 def _r_ep_needs_moe(c: Columns) -> Any:
-    moe = c.table(("model_recipe_name",), lambda r: (architecture_for(r) is None) or architecture_for(r).is_moe,
-                  key=("moe-or-unknown",))
+    moe = c.table(("model_recipe_name",), _moe_or_unknown, key=("moe-or-unknown",))
     return _implies(c.num("ep") > 1, moe)
+
+
+def _moe_or_unknown(recipe: Any) -> bool:
+    arch = architecture_for(recipe)
+    return arch is None or arch.is_moe
 
 
 def _a2a_graphs_ok(impl: Any, scope: Any) -> bool:

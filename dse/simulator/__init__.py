@@ -13,18 +13,9 @@ from dse.simulator._fit import (
     leave_one_out,
     rounded,
 )
-from dse.simulator._model import (
-    GPU,
-    GPUS,
-    KNOBS,
-    Knobs,
-    Prediction,
-    flops_parts_per_token,
-    model_flops_per_step,
-    padded_vocab,
-    parameter_count,
-    predict,
-)
+from dse.simulator._flops import flops_parts_per_token, model_flops_per_step, padded_vocab, parameter_count
+from dse.simulator._hardware import GPU, GPUS, KNOBS, Knobs
+from dse.simulator._model import Prediction, predict
 from dse.simulator._program import BANNER, run_simulation
 
 __all__ = [

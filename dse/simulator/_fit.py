@@ -1,4 +1,4 @@
-"""Fitting the performance model's constants (`dse.simulator._model.Knobs`) to published measurements.
+"""Fitting the performance model's constants (`dse.simulator._hardware.Knobs`) to published measurements.
 
 The shipped `Knobs` defaults are the output of `fit()` on the whole 26.02 table (`dse.megatron._published`), rounded
 to 3 significant digits; `python -m dse.simulator._fit` reruns the fit and prints them by Knobs path (with
@@ -28,7 +28,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from dse.megatron import PUBLISHED_26_02, PublishedRow
-from dse.simulator._model import KNOBS, Knobs, predict
+from dse.simulator._hardware import KNOBS, Knobs
+from dse.simulator._model import predict
 
 __all__ = ["FIT_PARAMS", "FitParam", "FitResult", "fit", "get_knob", "knobs_with", "leave_one_out", "log_errors",
            "main"]
