@@ -5,8 +5,11 @@ The folder is `agents/` in the repository; setuptools installs it inside dse (`p
 top-level name `agents` is taken on PyPI.
 """
 
-from dse.agents._base import (
+from dse.trial import TrialResult
+
+from ._base import (
     Agent,
+    AgentConfig,
     agent_classes,
     agent_names,
     create_agent,
@@ -16,10 +19,9 @@ from dse.agents._base import (
     unregister_agent,
 )
 
-from dse.trial import TrialResult
-
 __all__ = [
     "Agent",
+    "AgentConfig",
     "TrialResult",
     "agent_classes",
     "agent_names",

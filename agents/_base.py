@@ -3,16 +3,29 @@
 Ask/tell instead of CloudAI's agent-owned `run()` loop: the runner owns scheduling, so it can keep several
 trials in flight, replay a journal on resume and warm-start from the cache. Agents therefore must accept
 `tell` for actions they never asked and `reserve` for points already in flight.
+
+The contract an agent keeps (tests/agent_contract.py checks every built-in and plugin against it):
+
+- `Agent(space, *, seed=0, config=None, ...)`: `config` is the sweep's `agent_config`, validated against the
+  agent's `config_model` (a pydantic model; unknown or bad keys are one `InputError` naming
+  `agent_config.<key>`); the engine also passes `steps`, `storage_dir`, `study_name` and `directions`.
+- `ask()` is the one method a plugin must write: a valid point of `space.agent` not yet told, asked or
+  reserved (`propose(index)` marks one in flight and decodes it), or None when nothing is left.
+- `tell(action, result)` records the result (the default here); `action` may be one the agent never asked.
+- `reserve(action)` marks a point in flight (a resumed run re-attached to it).
+- The same seed gives the same sequence; a failed or infeasible result (non-finite reward) is an answer.
 """
 
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dse.agent_names import ENTRY_POINT_GROUP, forget_agent_name, note_agent_name
 from dse.errors import InputError
@@ -26,46 +39,99 @@ BUILTIN_MODULES = {"grid_search": "dse.agents._grid", "random_search": "dse.agen
                    "optuna": "dse.agents._optuna"}
 
 
+class AgentConfig(BaseModel):
+    """The `agent_config` keys every agent accepts. An agent with keys of its own subclasses this and names the
+    subclass in `config_model`; a key no field declares is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    random_seed: int | None = None  # CloudAI's key: the engine's seed when `--seed` is not given
+
+
+def _config_field(loc: Sequence[int | str]) -> str:
+    """`agent_config.<key>` for a pydantic error location (`agent_config.directions[1]` for list items)."""
+    field = "agent_config"
+    for part in loc:
+        field += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return field
+
+
 class Agent(ABC):
     """A search strategy over `space.agent`; actions are `{dimension path: value}` dicts."""
 
     name: ClassVar[str] = ""
     accepts_env_params: ClassVar[bool] = False
+    config_model: ClassVar[type[AgentConfig]] = AgentConfig  # the agent_config keys this agent accepts
 
     def __init__(
         self,
         space: SweepSpace,
         *,
-        steps: int,
         seed: int = 0,
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | AgentConfig | None = None,
+        steps: int | None = None,
         storage_dir: Path | None = None,
         study_name: str = "dse",
-        directions: list[str | None] | None = None,
+        directions: Sequence[str | None] | None = None,
     ) -> None:
         self.space = space
-        self.steps = steps
         self.seed = seed
-        self.config = dict(config or {})
+        self.config = self.parse_config(config, file=str(space.sweep.source))
+        self.steps = steps  # the engine's budget (it, not the agent, enforces it); None: not given
         self.storage_dir = Path(storage_dir) if storage_dir is not None else None
         self.study_name = study_name
         self.directions = list(directions) if directions else None  # per agent_metrics entry; None: unknown
         self.told: dict[int, TrialResult] = {}  # agent index -> latest result
         self.in_flight: set[int] = set()  # asked or reserved, not told yet
 
+    @classmethod
+    def parse_config(cls, config: Mapping[str, Any] | AgentConfig | None, *, file: str | None = None) -> AgentConfig:
+        """`agent_config` as this agent's `config_model`; the first problem is one InputError naming its key."""
+        if isinstance(config, cls.config_model):
+            return config
+        if isinstance(config, AgentConfig):
+            config = config.model_dump(exclude_unset=True)
+        if config is not None and not isinstance(config, Mapping):
+            raise InputError(f"must be a table of keys, got {type(config).__name__}", file=file, field="agent_config")
+        try:
+            return cls.config_model.model_validate(dict(config or {}))
+        except ValidationError as exc:
+            raise cls._config_error(exc, file) from None
+
+    @classmethod
+    def _config_error(cls, exc: ValidationError, file: str | None) -> InputError:
+        """The first problem pydantic found, as one line naming `agent_config.<key>`."""
+        err = exc.errors()[0]
+        loc = list(err["loc"])
+        field = _config_field(loc)
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(sorted(cls.config_model.model_fields)) or "none"
+            who = cls.name or cls.__name__
+            return InputError(f"unknown key '{loc[-1]}' for the {who} agent; known: {known}", file=file, field=field)
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] != "value_error":
+            message += f" (got {repr(err.get('input'))[:80]})"
+        return InputError(message, file=file, field=field)
+
     @abstractmethod
     def ask(self) -> dict[str, Any] | None:
         """The next action to evaluate, or None when the agent has nothing left to propose."""
 
-    @abstractmethod
     def tell(self, action: Mapping[str, Any], result: TrialResult) -> None:
-        """Report a result; `action` may be one this agent never asked (resume replay, cache warm start)."""
+        """Report a result; `action` may be one this agent never asked (resume replay, cache warm start).
+        The default records it (`told`, no longer in flight); an agent that learns overrides this."""
+        self._record(self.index_of(action), result)
 
     def reserve(self, action: Mapping[str, Any]) -> None:
         """Mark a point as in flight (a resumed run re-attached to it): it must never be asked again."""
         self.in_flight.add(self.index_of(action))
 
     # ---- helpers shared by the built-ins ---------------------------------------------------------
+    def propose(self, index: int) -> dict[str, Any]:
+        """Mark the agent index `index` in flight and return its action: what `ask` hands out."""
+        self.in_flight.add(index)
+        return self.space.agent.decode(index)
+
     def index_of(self, action: Mapping[str, Any]) -> int:
         """Agent index of an action; keys outside the agent's space (env draws) are ignored."""
         names = self.space.agent.names

@@ -2,17 +2,15 @@
 
 The walk is lazy (`iter_valid`), so a huge space costs nothing up front; points already told or
 reserved (a resumed run) are skipped, and asked points count as taken at once so several asks
-before any tell never hand out the same point twice.
+before any tell never hand out the same point twice. `tell` is the base class's: it only records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
-from dse.agents._base import Agent, register_agent
-
-from dse.trial import TrialResult
+from ._base import Agent, register_agent
 
 
 @register_agent("grid_search")
@@ -32,10 +30,6 @@ class GridSearchAgent(Agent):
         for index in self._walk:
             if index in self.told or index in self.in_flight:
                 continue
-            self.in_flight.add(index)
-            return self.space.agent.decode(index)
+            return self.propose(index)
         self._done = True
         return None
-
-    def tell(self, action: Mapping[str, Any], result: TrialResult) -> None:
-        self._record(self.index_of(action), result)

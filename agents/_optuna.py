@@ -19,17 +19,18 @@ from typing import Any
 
 import numpy as np
 import optuna
-from dse.agents._base import Agent, register_agent
-from dse.agents._repairing_sampler import RepairingSampler
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
+from pydantic import field_validator
 
 from dse.errors import InputError
 from dse.trial import TrialResult
 
+from ._base import Agent, AgentConfig, register_agent
+from ._repairing_sampler import RepairingSampler
+
 SAMPLERS = ("tpe", "gp", "cmaes", "nsga2", "qmc", "random")
-CONFIG_KEYS = ("sampler", "sampler_kwargs", "directions")
 DIRECTIONS = ("minimize", "maximize")
 SMALL_SPACE = 1 << 20
 # TPE defaults where ours differ from Optuna's: constant liar for trials in flight; fewer random start-up
@@ -86,6 +87,27 @@ def make_sampler(name: str, seed: int, kwargs: Mapping[str, Any], file: str | No
             raise InputError(str(exc), file=file, field="agent_config.sampler_kwargs") from None
 
 
+class OptunaConfig(AgentConfig):
+    """`agent_config` of the optuna agent. Whether `directions` fit the sampler and the agent_metrics is
+    checked by the agent, which knows both."""
+
+    sampler: str = "tpe"  # one of SAMPLERS (checked by `make_sampler`, with the optional dependencies)
+    sampler_kwargs: dict[str, Any] | None = None  # the sampler constructor's keyword arguments
+    directions: list[str] | None = None  # nsga2: "minimize" or "maximize" per agent_metrics entry
+
+    @field_validator("sampler")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.lower()
+
+    @field_validator("directions", mode="before")
+    @classmethod
+    def _a_list(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, list):
+            raise ValueError("must be a list, one 'minimize' or 'maximize' per agent_metrics entry")
+        return v
+
+
 @register_agent("optuna")
 class OptunaAgent(Agent):
     """Optuna ask/tell over one CategoricalDistribution per dimension; maximises the reward.
@@ -96,25 +118,23 @@ class OptunaAgent(Agent):
     """
 
     accepts_env_params = True
+    config_model = OptunaConfig
+    config: OptunaConfig
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         file = str(self.space.sweep.source)
-        unknown = sorted(set(self.config) - set(CONFIG_KEYS))
-        if unknown:
-            raise InputError(
-                f"unknown key '{unknown[0]}' for the optuna agent; known: {', '.join(CONFIG_KEYS)}",
-                file=file,
-                field="agent_config",
-            )
-        sampler_name = str(self.config.get("sampler", "tpe")).lower()
-        base = make_sampler(sampler_name, self.seed, self.config.get("sampler_kwargs") or {}, file)
+        sampler_name = self.config.sampler
+        base = make_sampler(sampler_name, self.seed, self.config.sampler_kwargs or {}, file)
         directions = self._objective_directions(sampler_name, file)
         self.multi = len(directions) > 1
         # samplers that read trial constraints learn from infeasible points; the others only get FAIL
         self.constrained = sampler_name in CONSTRAINED_SAMPLERS
         self.dims = self.space.agent.dimensions
-        self.distributions = {d.path: CategoricalDistribution(_choices(d.values)) for d in self.dims}
+        self.choices = {d.path: _choices(d.values) for d in self.dims}  # Optuna's value for each of ours
+        self.distributions: dict[str, BaseDistribution] = {
+            path: CategoricalDistribution(choices) for path, choices in self.choices.items()
+        }
         sampler = RepairingSampler(base, self.distributions, self._repair)
         self.storage: str | None = None
         if self.storage_dir is not None:
@@ -138,14 +158,11 @@ class OptunaAgent(Agent):
         self._exhausted = False
         self._load_existing()
 
-    def _objective_directions(self, sampler_name: str, file: str) -> list[str]:
-        """["maximize"] (the reward), or with nsga2 and several agent_metrics one direction per metric:
+    def _objective_directions(self, sampler_name: str, file: str) -> list[StudyDirection]:
+        """[MAXIMIZE] (the reward), or with nsga2 and several agent_metrics one direction per metric:
         `agent_config.directions` where given, else each built-in metric's own."""
-        given = self.config.get("directions")
+        given = self.config.directions  # a list: the config model checked that
         field = "agent_config.directions"
-        if given is not None and not isinstance(given, list):
-            raise InputError("must be a list, one 'minimize' or 'maximize' per agent_metrics entry", file=file,
-                             field=field)
         if given is not None and sampler_name != "nsga2":
             raise InputError(f"directions apply to sampler = 'nsga2' (several metrics), not '{sampler_name}'",
                              file=file, field=field)
@@ -154,26 +171,26 @@ class OptunaAgent(Agent):
                              field=field)
         dirs = given if given is not None else self.directions
         if sampler_name != "nsga2" or dirs is None or len(dirs) < 2:
-            return ["maximize"]
+            return [StudyDirection.MAXIMIZE]
         if not all(d in DIRECTIONS for d in dirs):
             raise InputError(
                 f"nsga2 optimises every agent_metrics entry and needs 'minimize' or 'maximize' for each; got {dirs}",
                 file=file, field=field,
             )
-        return [str(d) for d in dirs]
+        return [StudyDirection[str(d).upper()] for d in dirs]
 
     # ---- translation -----------------------------------------------------------------------------
     def _params(self, index: int) -> dict[str, Any]:
         agent = self.space.agent
         return {
-            d.path: self.distributions[d.path].choices[index // stride % radix]
+            d.path: self.choices[d.path][index // stride % radix]
             for d, radix, stride in zip(self.dims, agent.radices, agent.strides, strict=True)
         }
 
     def _index_of_params(self, params: Mapping[str, Any]) -> int:
         index = 0
         for d, radix in zip(self.dims, self.space.agent.radices, strict=True):
-            index = index * radix + self.distributions[d.path].choices.index(params[d.path])
+            index = index * radix + self.choices[d.path].index(params[d.path])
         return index
 
     def _objective(self, result: TrialResult) -> list[float] | None:

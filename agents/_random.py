@@ -1,18 +1,16 @@
 """Random search: seeded uniform draws over the valid points, without replacement.
 
 Seeded with `numpy.random.default_rng(seed)` so a run is reproducible; it never looks at rewards,
-so a varying environment (env_params) does not bother it.
+so a varying environment (env_params) does not bother it. `tell` is the base class's: it only records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from dse.agents._base import Agent, register_agent
 
-from dse.trial import TrialResult
+from ._base import Agent, register_agent
 
 
 @register_agent("random_search")
@@ -33,8 +31,4 @@ class RandomSearchAgent(Agent):
         if index is None:
             self._done = True
             return None
-        self.in_flight.add(index)
-        return self.space.agent.decode(index)
-
-    def tell(self, action: Mapping[str, Any], result: TrialResult) -> None:
-        self._record(self.index_of(action), result)
+        return self.propose(index)

@@ -24,10 +24,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import optuna  # noqa: E402
-from dse.agents._base import create_agent  # noqa: E402
-from dse.agents._optuna import TPE_DEFAULTS  # noqa: E402
 from optuna.distributions import CategoricalDistribution  # noqa: E402
 
+from dse.agents._base import create_agent  # noqa: E402
+from dse.agents._optuna import TPE_DEFAULTS  # noqa: E402
 from dse.errors import InputError  # noqa: E402
 from dse.simulator import predict  # noqa: E402
 from dse.space import SweepSpace  # noqa: E402

@@ -11,9 +11,9 @@ from typing import Any
 
 import optuna
 import pytest
+
 from dse.agents._base import Agent, agent_classes, agent_names, create_agent, register_agent, unregister_agent
 from dse.agents._optuna import _choices
-
 from dse.errors import InputError
 from dse.space import SweepSpace
 from dse.spec import load_sweep
