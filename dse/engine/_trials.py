@@ -97,10 +97,14 @@ class TrialEngine:
             "repo": repo.model_dump() if repo else None,
         }
 
-    def submit(self, action: dict[str, Any], use_cache: bool = True) -> Finished | None:
-        """Start one trial; returns it at once when it is infeasible or a cache hit, else None."""
-        trial_no = self.store.next_trial_number()
-        env = draw_env_params(self.space, self.seed, trial_no)
+    def submit(self, action: dict[str, Any], use_cache: bool = True, *,
+               env: dict[str, Any] | None = None) -> Finished | None:
+        """Start one trial; returns it at once when it is infeasible or a cache hit, else None.
+
+        `env` is the trial's env_params draw when the caller made it (the gymnasium env draws from its own
+        `np_random`); otherwise it is drawn here, reproducibly from (seed, trial number)."""
+        if env is None:
+            env = draw_env_params(self.space, self.seed, self.store.next_trial_number())
         rec = self.store.reserve(action, env)
         return self._start(rec, use_cache)
 
