@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from dse.agents import create_sweep_agent
-
 from dse.engine import RunOptions, SweepRunner
 from dse.spec import Sweep, TestDefinition
 

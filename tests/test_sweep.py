@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import REPO, make_test, sweep_from, wait_for_submission, write_toml
-from dse.agents import create_sweep_agent
 
+from dse.agents import create_sweep_agent
 from dse.analysis._table import load_trials
 
 
@@ -147,7 +147,6 @@ def test_library_use_env_and_agent_loop(tmp_path: Path) -> None:
     """A tuning script builds the env and an agent and runs the loop itself (README example)."""
     from dse.agents._base import create_agent
     from dse.envs._trial_env import TrialEnv
-
     from dse.trial import TrialResult
 
     env = TrialEnv(cmd_sweep(tmp_path, OK_CMD, values="[4, 2, 8]"), executor="debug", run_dir=tmp_path / "lib")

@@ -67,7 +67,6 @@ class TestPluginWorkload(WorkloadContract):
     def test_a_registered_workload_runs_end_to_end(self, tmp_path: Path) -> None:
         """Adding a workload touches one place: the spec accepts it, the space and the engine run it."""
         from dse.agents import create_sweep_agent
-
         from dse.engine import RunOptions, SweepRunner
         from dse.storage import TrialStore
 

@@ -66,6 +66,14 @@ class RunOptions:
     time_scale: float | None = None
 
 
+def _config_seed(sweep: Sweep) -> int:
+    """`agent_config.random_seed` (0 when unset): the seed of the agent and of the env_params draws."""
+    value = (sweep.test.agent_config or {}).get("random_seed", 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"must be an integer, got {value!r}", file=str(sweep.source), field="agent_config.random_seed")
+    return value
+
+
 def default_cache_path() -> Path:
     return Path(os.environ.get("DSE_CACHE") or Path.home() / ".cache" / "dse" / "cache.db").expanduser()
 
@@ -96,7 +104,7 @@ class SweepRunner:
         self.count = self.space.require_valid()
         test = sweep.test
         self.agent_name = opts.agent or test.agent
-        self.seed = opts.seed if opts.seed is not None else int((test.agent_config or {}).get("random_seed", 0))
+        self.seed = opts.seed if opts.seed is not None else _config_seed(sweep)
         if opts.steps is not None:
             self.steps = opts.steps
         elif self.agent_name == "grid_search" and "agent_steps" not in test.model_fields_set:
