@@ -1,7 +1,7 @@
 """How well the simulator's performance model predicts Megatron-Bridge's published TFLOP/s per GPU.
 
 Run: `python benchmarks/bench_perfmodel.py [--processes N]` (about a minute on 2 cores). Prints, for each of
-the 29 rows of the 26.02 published table (`dse.megatron._published`, reference megatron-bridge.md §5):
+the 29 rows of the 26.02 published table (`dse.megatron._published`, docs/reference/megatron-bridge.md §5):
 * leave-one-out (LOO): the constants fitted (`dse.simulator._fit.fit`) on the other 28 rows, this row
   predicted -- the honest figure for a configuration the fit has not seen;
 * in-sample: fitted on all 29 rows (what `dse.simulator._model.Knobs` ships);
@@ -59,7 +59,7 @@ def _row(gpu: str, recipe: str, n: int, dtype: str, gb: int, mb: int, tp: int, p
             "tp": tp, "pp": pp, "cp": cp, "vp": vp, "ep": ep, **extra}
 
 
-# 25.11 container rows (reference §5, second table): (label, cmd_args, published TFLOP/s/GPU). Llama3 8B
+# 25.11 container rows (docs/reference/megatron-bridge.md §5, second table): (label, cmd_args, published TFLOP/s/GPU). Llama3 8B
 # FP8-MX figures are the bracketed ones; H100 Llama3 8B ran Megatron FSDP without the v0.3.0 preset's
 # recompute; the DeepSeek-V3 rows ran without MTP. Features the table does not list come from the presets.
 HELD_OUT_25_11: tuple[tuple[str, dict[str, Any], float], ...] = (

@@ -1,4 +1,4 @@
-"""The `dse` command (DESIGN.md §5). Exit codes: 0 success, 1 a sweep with failures, 2 bad input."""
+"""The `dse` command (docs/DESIGN.md §5). Exit codes: 0 success, 1 a sweep with failures, 2 bad input."""
 
 from __future__ import annotations
 

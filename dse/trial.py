@@ -148,7 +148,7 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One row of the trial table (DESIGN §6); `reason` is the machine-readable failure cause.
+    """One row of the trial table (docs/DESIGN.md §6); `reason` is the machine-readable failure cause.
 
     Frozen: use the transition methods, each of which returns a new record after checking the state.
     """

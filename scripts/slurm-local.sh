@@ -5,7 +5,7 @@
 #   scripts/slurm-local.sh stop     stop only the daemons this script started (pid files)
 #   scripts/slurm-local.sh status   daemons + sinfo; exit 0 when the node is usable
 #
-# Why each setting: /work/shared/reference/local-slurm.md (measured on this kind of machine).
+# Why each setting: docs/reference/local-slurm.md (measured on this kind of machine).
 # Accounting (MariaDB + slurmdbd) is not optional: submitit reads job states only through sacct.
 # State lives in $DSE_SLURM_DIR (default /var/tmp/dse-slurm); /etc/slurm/{slurm,gres,cgroup}.conf
 # become symlinks to it so that sbatch/sinfo/submitit find the cluster without SLURM_CONF.

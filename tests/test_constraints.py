@@ -87,7 +87,7 @@ def test_rule_passes_and_fails(rule: str) -> None:
 
 
 def test_unset_parallelism_uses_the_preset() -> None:
-    # qwen3_30b_a3b on gb200 fp8_mx: preset EP 8 (§4); 8 GPUs and ep unset is valid
+    # qwen3_30b_a3b on gb200 fp8_mx: preset EP 8 (docs/reference/megatron-bridge.md §4); 8 GPUs and ep unset is valid
     cmd = {"gpu_type": "gb200", "num_gpus": 8, "model_family_name": "qwen", "model_recipe_name": "qwen3_30b_a3b",
            "compute_dtype": "fp8_mx"}
     assert _violations(cmd) == []
@@ -189,7 +189,7 @@ def test_a2a_overlap_accepts_transformer_engine_graphs_off_the_experts() -> None
 
 
 def test_preset_features_are_seen_by_the_rules() -> None:
-    """The llama3_70b gb200 fp8_cs preset offloads 40 layers: -pp > 1 fails there (reference §8.4)."""
+    """The llama3_70b gb200 fp8_cs preset offloads 40 layers: -pp > 1 fails there (docs/reference/megatron-bridge.md §8.4)."""
     cmd = {**L70, "gpu_type": "gb200", "compute_dtype": "fp8_cs", "gb": 256, "mb": 2}
     assert "activation_offload" not in _violations(cmd)
     assert "activation_offload" in _violations({**cmd, "pp": 2})

@@ -146,7 +146,7 @@ def test_only_set_fields_and_forced_ones() -> None:
 
 
 def test_cloudai_choices_for_gpu_flags_and_log_dir() -> None:
-    """-g only when set, -gn from the system before cmd_args, -l as given (reference cloudai launch §3)."""
+    """-g only when set, -gn from the system before cmd_args, -l as given (docs/reference/cloudai-megatron-bridge-launch.md §3)."""
     cmd = {k: v for k, v in BASE.items() if k != "gpu_type"}
     argv = flags_of({**cmd, "gpus_per_node": 2, "log_dir": "/logs"}, gpus_per_node=4)
     assert "-g" not in argv

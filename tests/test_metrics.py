@@ -40,7 +40,7 @@ def golden(n: int = 50, *, first_ms: float = 53048.6) -> dict[str, object]:
 
 
 def mb_log(times_s: list[float], *, tflops: float = 600.1, total: int | None = None) -> str:
-    """Launcher output as Megatron-Bridge prints it (§2c): Step Time line before each iteration line."""
+    """Launcher output as Megatron-Bridge prints it (docs/reference/megatron-bridge.md §2c): Step Time line before each iteration line."""
     total = total or len(times_s)
     lines = ["[dse] starting", "Theoretical memory footprints: weight and optimizer=1234.5 MB"]
     for i, t in enumerate(times_s, start=1):

@@ -1,4 +1,4 @@
-"""The analytic performance model: §6 FLOPs, calibration against the 26.02 table (§5, `dse.megatron._published`),
+"""The analytic performance model: docs/reference/megatron-bridge.md §6 FLOPs, calibration against the 26.02 table (§5, `dse.megatron._published`),
 the fit that produces its constants, the calibration-range flag, sanity properties.
 
 Run with `pytest -s tests/test_perfmodel.py` to see the calibration table; `python benchmarks/bench_perfmodel.py`

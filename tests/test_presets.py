@@ -1,4 +1,4 @@
-"""The v0.3.0 preset table and the launcher's default resolution (reference §1b, §4, §8.5)."""
+"""The v0.3.0 preset table and the launcher's default resolution (docs/reference/megatron-bridge.md §1b, §4, §8.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The simulated run as a real subprocess: banner, §2c log lines, §2b golden JSON, OOM, determinism."""
+"""The simulated run as a real subprocess: banner, docs/reference/megatron-bridge.md §2c log lines, §2b golden JSON, OOM, determinism."""
 
 from __future__ import annotations
 

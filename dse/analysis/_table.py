@@ -1,4 +1,4 @@
-"""The trial table (DESIGN.md §6): a pandas DataFrame with fixed columns, and the files built from it."""
+"""The trial table (docs/DESIGN.md §6): a pandas DataFrame with fixed columns, and the files built from it."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Figures of a sweep's trial table: convergence, parameter effects, Pareto front, env effects.
 
-Each function takes the DataFrame of `dse.load_trials` (one row per trial, DESIGN §6) and returns a
+Each function takes the DataFrame of `dse.load_trials` (one row per trial, docs/DESIGN.md §6) and returns a
 new `matplotlib.figure.Figure`. Figures are built without pyplot so that nothing global is touched
 (safe in threads, headless servers and the HTML report) and nothing is ever shown or closed behind
 the caller's back. Degenerate tables (empty, no successes, a missing metric) give a figure that says

@@ -1,4 +1,4 @@
-"""One trial end to end (DESIGN.md §2), non-blocking: submit an action, collect finished trials.
+"""One trial end to end (docs/DESIGN.md §2), non-blocking: submit an action, collect finished trials.
 
 action -> env_params draw -> resolved config -> rule check (infeasible: never submitted) -> config hash
 -> cache (hit: no program runs) -> workload builds the job -> executor submits it -> collect metrics ->

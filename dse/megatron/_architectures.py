@@ -1,4 +1,4 @@
-"""Model architecture numbers of the Megatron-Bridge v0.3.0 recipes (reference/megatron-bridge.md §6).
+"""Model architecture numbers of the Megatron-Bridge v0.3.0 recipes (docs/reference/megatron-bridge.md §6).
 
 Used by the architecture-aware parallelism rules (heads % tp, layers % pp, experts % ep, ...) and by
 the simulator's performance model. Pure data: no I/O.

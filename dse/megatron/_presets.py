@@ -1,7 +1,7 @@
 """Megatron-Bridge v0.3.0 performance presets as data, and the launcher's default resolution.
 
 The real launcher (`scripts/performance`) starts from a preset named
-`{RECIPE}_{TASK}_CONFIG_{GPU}_{DTYPE}_{VARIANT}` and lets CLI flags override it (reference/megatron-bridge.md
+`{RECIPE}_{TASK}_CONFIG_{GPU}_{DTYPE}_{VARIANT}` and lets CLI flags override it (docs/reference/megatron-bridge.md
 §0, §1, §4). A sweep sets only some flags, so both the constraint checker and the simulator need the
 *effective* values; `resolve_defaults` computes them the way the launcher would. Pure data, no I/O.
 

@@ -1,7 +1,7 @@
 """The published Megatron-Bridge v0.3.0 performance table (26.02 container) as data.
 
 Source: Megatron-Bridge `docs/performance-summary.md` at v0.3.0, top section
-(reference/megatron-bridge.md §5). Used to check that dse's rules accept every configuration
+(docs/reference/megatron-bridge.md §5). Used to check that dse's rules accept every configuration
 NVIDIA ran, and to calibrate and judge the simulator. Pure data, no I/O.
 """
 

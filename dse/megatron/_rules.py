@@ -2,8 +2,8 @@
 
 Each rule is a function of a `Columns` view (one numpy array per field over a block of points, or a
 scalar for fixed fields) returning a boolean mask: True where the point satisfies the rule. The rules are
-those of Megatron-Bridge v0.3.0 (reference/megatron-bridge.md §3) and CloudAI's MegatronBridge
-`constraint_check` (reference/cloudai-dse.md §3.1) that can be decided from the config alone, including
+those of Megatron-Bridge v0.3.0 (docs/reference/megatron-bridge.md §3) and CloudAI's MegatronBridge
+`constraint_check` (docs/reference/cloudai-dse.md §3.1) that can be decided from the config alone, including
 the architecture-aware ones (heads % tp, query groups vs tp, layers % pp and % vp, experts % ep,
 seq % 2cp) from the recipe's architecture table. User expressions from the test TOML are rules too.
 """
@@ -340,7 +340,7 @@ def _r_graph_recompute(c: Columns) -> Any:
                             _graph_recompute_ok, key="graph-recompute")
 
 
-# MoE token dispatchers of the v0.3.0 presets (reference §4); other recipes use alltoall.
+# MoE token dispatchers of the v0.3.0 presets (docs/reference/megatron-bridge.md §4); other recipes use alltoall.
 _DISPATCHERS = {
     ("qwen3_30b_a3b", "gb300"): "hybridep", ("qwen3_30b_a3b", "gb200"): "hybridep",
     ("qwen3_30b_a3b", "b300"): "hybridep", ("qwen3_30b_a3b", "b200"): "alltoall",

@@ -42,7 +42,7 @@ OOM_PATTERNS: tuple[str, ...] = (
     r"cudaErrorMemoryAllocation",
     r"oom[-_]kill",
 )
-# Deterministic framework refusals (reference/megatron-bridge.md §3); retrying cannot help.
+# Deterministic framework refusals (docs/reference/megatron-bridge.md §3); retrying cannot help.
 REJECT_PATTERNS: tuple[str, ...] = (
     r"is not divisible by",
     r"should be divisible by",

@@ -1,6 +1,6 @@
 """Metrics of one finished run, parsed from text: the golden-values JSON, a flat JSON, or log lines.
 
-Megatron-Bridge writes per-step values (reference/megatron-bridge.md §2b) only when its post-run
+Megatron-Bridge writes per-step values (docs/reference/megatron-bridge.md §2b) only when its post-run
 evaluation runs; the launcher log (§2c) is the fallback. Whatever the source, every problem (corrupt or
 partial JSON, wrong types, NaN, a missing metric) surfaces as `MetricsError` with a one-line reason, so
 the sweep can record "no-metrics" instead of crashing. The module does no I/O: callers pass text.

@@ -1,6 +1,6 @@
 """Reward functions by name: an observation (agent metrics, in order) -> a float, higher is better.
 
-The built-ins are CloudAI's generic formulas (reference/cloudai-dse.md §1.6). Unlike CloudAI, failure is
+The built-ins are CloudAI's generic formulas (docs/reference/cloudai-dse.md §1.6). Unlike CloudAI, failure is
 not an observation: `score` gives a failed or infeasible trial `FAILED_REWARD` (-inf), below every
 successful trial under every function (CloudAI's -1.0 sentinel made failures win under `negative`).
 Plugins register with `@register_reward("name")` or the entry-point group `dse.metrics._rewards`.

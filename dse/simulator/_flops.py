@@ -1,4 +1,4 @@
-"""FLOP and parameter counting of one architecture (reference megatron-bridge.md §6).
+"""FLOP and parameter counting of one architecture (docs/reference/megatron-bridge.md §6).
 
 Megatron-Bridge's `transformer_flops` / `hybrid_flops`, split into named parts so that the model can time
 each part at its own efficiency, and the parameter counts the memory model and the DP/FSDP traffic need.

@@ -5,8 +5,8 @@ It predicts the step time, model TFLOP/s/GPU, tokens/s/GPU and memory of one tra
 sweep behaves like a real one: bigger micro-batches help until memory runs out, TP or EP groups that
 leave the NVLink domain hurt, pipeline bubbles shrink with more micro-batches, FP8 beats BF16, and so on.
 
-Sources of the numbers: the FLOPs formula is Megatron-Bridge's `transformer_flops` (reference
-megatron-bridge.md §6) so TFLOP/s/GPU means what the real log prints; peak TFLOP/s, HBM and link speeds
+Sources of the numbers: the FLOPs formula is Megatron-Bridge's `transformer_flops`
+(docs/reference/megatron-bridge.md §6) so TFLOP/s/GPU means what the real log prints; peak TFLOP/s, HBM and link speeds
 are the vendors' dense datasheet figures; the efficiency and overhead constants in `Knobs` are fitted
 by `dse.simulator._fit` (bounded least squares with weak physical priors) to all 29 rows of the 26.02
 published table (§5, `dse.megatron._published`). `benchmarks/bench_perfmodel.py` measures the error honestly:

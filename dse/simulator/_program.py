@@ -2,7 +2,7 @@
 
 `python -m dse.simulator --config CONFIG.json --out DIR [--trial N] [--time-scale X]
 [--max-sleep S]` reads `{"cmd_args": {...}, "num_nodes": N}`, predicts the run with `dse.simulator._model` and
-emits Megatron-Bridge's per-step log lines (reference megatron-bridge.md §2c) and golden-values JSON (§2b)
+emits Megatron-Bridge's per-step log lines (docs/reference/megatron-bridge.md §2c) and golden-values JSON (§2b)
 so that the metric collection, caching and sweep logic can be exercised end to end without a GPU. The
 first line always says SIMULATED; the second says how far the model's calibration reaches for this
 configuration ("published 26.02 row", "interpolated" or "extrapolated: <why>"); `DIR/simulation.json`

@@ -59,7 +59,7 @@ def _arch_for(r: Mapping[str, Any]) -> Architecture:
     arch = architecture_for(r.get("model_recipe_name"))
     if arch is None:
         raise InputError(f"no architecture known for recipe {r.get('model_recipe_name')!r}; the simulator "
-                         "needs one of the recipes of reference §6", field="model_recipe_name")
+                         "needs one of the recipes of docs/reference/megatron-bridge.md §6", field="model_recipe_name")
     changes: dict[str, Any] = {}
     if r.get("num_layers") and int(r["num_layers"]) != arch.num_layers:
         n = int(r["num_layers"])

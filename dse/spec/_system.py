@@ -40,7 +40,7 @@ class Scenario(BaseModel):
 
 
 class SystemConfig(BaseModel):
-    """Where trials run (DESIGN.md §4). The default is this machine, through submitit's local executor."""
+    """Where trials run (docs/DESIGN.md §4). The default is this machine, through submitit's local executor."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -5,8 +5,8 @@ setup_experiment.py is a submitter: it runs on the submit host, submits the trai
 writes the golden-values JSON. So a trial is a local process on the submit host holding no allocation;
 the training job it submits is the trial's Slurm job (its id is parsed from the launcher's output).
 
-The flag mapping follows CloudAI's (reference cloudai-megatron-bridge-launch.md) on the v0.3.0 argument
-parser (reference megatron-bridge.md §1): only fields the user wrote are passed, so the preset decides
+The flag mapping follows CloudAI's (docs/reference/cloudai-megatron-bridge-launch.md) on the v0.3.0 argument
+parser (docs/reference/megatron-bridge.md §1): only fields the user wrote are passed, so the preset decides
 everything else; the sweep's and the system's environment reach the training job as `-cb 'export K=V'`
 (expanded in the job's shell); the pinned checkout is mounted at `mount_as`. Two v0.3.0 quirks are handled
 here: `-sl` does not set `model.seq_length` (a Hydra override is added) and `-vp 1` is spelled `-vp None`.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The "training" the stand-in launcher's Slurm job runs (in place of run_script.py + Megatron-Bridge).
 
-Prints Megatron-Bridge's per-iteration log lines over time (reference megatron-bridge.md §2c), really
+Prints Megatron-Bridge's per-iteration log lines over time (docs/reference/megatron-bridge.md §2c), really
 sleeping each step: base step time 0.3/mbs + 0.05 s (env STANDIN_STEP_S overrides it), the first
 iteration slower. Writes env.json (the environment it saw; values of variables whose name contains
 TOKEN, KEY or SECRET redacted), payload_args.json and, when asked, the config YAML. STANDIN_OOM=1 makes it
