@@ -118,6 +118,7 @@ class OptunaAgent(Agent):
     """
 
     accepts_env_params = True
+    warm_start = True  # the engine tells it the cache's results of this space before its first ask
     config_model = OptunaConfig
     config: OptunaConfig
 
@@ -267,6 +268,21 @@ class OptunaAgent(Agent):
         else:
             self.study.tell(trial, values if self.multi else values[0])
 
+    def _tell_pruned(self, trial: optuna.trial.Trial | int | None, index: int, partial: float) -> None:
+        """A trial stopped early: its last intermediate value is the (optimistic) partial reward, its state
+        PRUNED, so TPE ranks it below the completed trials, as Optuna's own pruners leave it."""
+        if not math.isfinite(partial):
+            partial = 0.0  # below any real reward (a positive inverse step time)
+        if isinstance(trial, optuna.trial.Trial):
+            trial.report(partial, step=0)
+            self.study.tell(trial, state=TrialState.PRUNED)
+        elif trial is None:
+            self.study.add_trial(optuna.trial.create_trial(
+                params=self._params(index), distributions=self.distributions, state=TrialState.PRUNED,
+                intermediate_values={0: partial}))
+        else:
+            self.study.tell(trial, state=TrialState.PRUNED)
+
     def _add_trial(self, params: dict[str, Any], values: list[float] | None, infeasible: bool) -> None:
         """A trial the sampler did not ask for (warm start, resume replay), so it learns from it."""
         kw: dict[str, Any]
@@ -353,7 +369,9 @@ class OptunaAgent(Agent):
         trial = self._trial_of.pop(index, None)
         if trial is None:
             trial = self._stale.pop(index, None)
-        if trial is not None:
+        if result.censored and not self.multi:  # stopped early: an optimistic partial value, told as PRUNED
+            self._tell_pruned(trial, index, float(result.reward))
+        elif trial is not None:
             self._tell_trial(trial, values, result.infeasible)
         elif index not in self._known or (values is not None and self._known[index] is None):
             self._add_trial(self._params(index), values, result.infeasible)  # unasked: warm start, replay

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the system's scheduler (debug runs in-process, for tests)")
     p.add_argument("--time-scale", type=float, default=None,
                    help="simulator only: sleep this fraction of the simulated run time")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="stop running trials whose step time is confidently slower than the best trial's "
+                        "(settings: an [early_stopping] table in the sweep)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("resume", help="finish an interrupted sweep",
@@ -175,6 +178,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         no_cache=args.no_cache,
         executor=args.executor,
         time_scale=args.time_scale,
+        early_stopping=args.early_stopping,
     )
     return run_sweep(sweep, opts, create_sweep_agent)
 

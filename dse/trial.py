@@ -40,6 +40,7 @@ class TrialStatus(enum.StrEnum):
     INFEASIBLE = "infeasible"
     TIMEOUT = "timeout"
     PREEMPTED = "preempted"
+    PRUNED = "pruned"  # stopped early: confidently slower than the best trial (`--early-stopping`)
 
     @property
     def is_finished(self) -> bool:
@@ -76,6 +77,7 @@ class FailureReason(enum.StrEnum):
     PREEMPTED = "preempted"
     NODE_FAILURE = "node-failure"
     TRANSIENT = "transient"
+    EARLY_STOPPED = "early-stopped"  # not a failure: the trial was pruned (status `pruned`)
 
     @property
     def is_deterministic(self) -> bool:
@@ -145,6 +147,11 @@ class TrialResult:
         """A failure that is the configuration's own (out of memory, rejected): it would recur on every run."""
         return not self.ok and self.reason in DETERMINISTIC_FAILURES
 
+    @property
+    def censored(self) -> bool:
+        """Stopped early: `values` are partial and the true values are worse (a lower bound on step time)."""
+        return self.status == TrialStatus.PRUNED
+
 
 @dataclass(frozen=True)
 class TrialRecord:
@@ -168,6 +175,8 @@ class TrialRecord:
     error: str | None = None
     reason: str | None = None
     trial_dir: str | None = None
+    gpu_hours: float | None = None  # what its job(s) burned (simulated for a simulated workload); 0 if none ran
+    note: str | None = None  # why the agent proposed it (e.g. the model's prediction), or None
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, TrialStatus):
@@ -213,10 +222,11 @@ class TrialRecord:
         self._require(TrialStatus.RUNNING, what="relabel the job of")
         return replace(self, job_id=job_id)
 
-    def retrying(self, error: str | None) -> TrialRecord:
-        """A transient failure that will be resubmitted: the error is kept until the retry ends."""
+    def retrying(self, error: str | None, gpu_hours: float = 0.0) -> TrialRecord:
+        """A transient failure that will be resubmitted: the error is kept until the retry ends, and what the
+        failed attempt burned is added to the trial's GPU-hours."""
         self._require(TrialStatus.RUNNING, what="retry")
-        return replace(self, error=error)
+        return replace(self, error=error, gpu_hours=(self.gpu_hours or 0.0) + gpu_hours)
 
     def finished(
         self,
@@ -228,6 +238,7 @@ class TrialRecord:
         reason: str | None = None,
         error: str | None = None,
         cache_hit: bool | None = None,
+        gpu_hours: float | None = None,
     ) -> TrialRecord:
         """The final state; nothing changes a record after this."""
         self._require(TrialStatus.PENDING, TrialStatus.RUNNING, what="finish")
@@ -237,6 +248,7 @@ class TrialRecord:
             self, status=status, reward=reward, finished_at=finished_at,
             metrics=dict(metrics or {}), reason=reason, error=error,
             cache_hit=self.cache_hit if cache_hit is None else cache_hit,
+            gpu_hours=self.gpu_hours if gpu_hours is None else gpu_hours,
         )
 
     def result(self, values: list[float] | None = None) -> TrialResult:

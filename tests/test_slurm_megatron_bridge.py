@@ -183,3 +183,23 @@ def test_out_of_memory_in_the_training_job_is_an_expected_finding(tmp_path: Path
     assert df.loc["0", "status"] == "completed"
     assert df.loc["1", "status"] == "failed" and str(df.loc["1", "error"]).startswith("out-of-memory")
     assert str(df.loc["1", "job_id"]).isdigit()
+
+
+def test_early_stopping_cancels_the_slow_training_job(tmp_path: Path) -> None:
+    """`--early-stopping` on the real launcher path: the slow trial's training job is scancelled mid-run, the
+    trial is `pruned` with its partial step time, and its GPU-hours are what it burned."""
+    url, tag = make_standin_repo(tmp_path / "src")
+    since = _now()
+    out = tmp_path / "o"
+    sweep = _sweep(tmp_path, url, tag, mbs="[4, 1]").read_text().replace("max_steps = 4", "max_steps = 80")
+    path = write_toml(tmp_path / "es.toml", sweep)
+    r = _dse(tmp_path, "run", str(path), "--system", str(_system(tmp_path)), "--out", str(out), "--early-stopping",
+             timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    df = load_trials(_run_dir(out)).set_index("param.mb")
+    assert df.loc[4, "status"] == "completed" and df.loc[1, "status"] == "pruned", df[["status", "error"]]
+    assert 0.3 < df.loc[1, "metric.default"] < 0.45  # the stand-in's 0.35 s per iteration at mbs 1
+    assert df.loc[1, "gpu_hours"] > 0 and df.loc[4, "gpu_hours"] > 0
+    pruned_job = str(df.loc[1, "job_id"])
+    assert wait_for(lambda: any(j == pruned_job and s.startswith("CANCELLED") for j, _, s, _ in
+                                _sacct_jobs(since, tmp_path)), timeout_s=60), _sacct_jobs(since, tmp_path)

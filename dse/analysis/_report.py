@@ -133,6 +133,10 @@ def _status_table(df: pd.DataFrame) -> str:
         rows.append(f'<tr><th scope="row">{html.escape(name)}</th><td{cls} data-status="{html.escape(name)}">'
                     f"{n}</td></tr>")
     rows.append(f'<tr><th scope="row">total</th><td class="num" data-status="total">{len(df)}</td></tr>')
+    if "gpu_hours" in df.columns:
+        spent = float(pd.to_numeric(df["gpu_hours"], errors="coerce").fillna(0.0).sum())
+        rows.append(f'<tr><th scope="row">GPU-hours spent</th><td class="num" data-total="gpu_hours">{spent:.3g}'
+                    "</td></tr>")
     return '<table class="status"><tbody>' + "".join(rows) + "</tbody></table>"
 
 

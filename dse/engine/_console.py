@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dse.analysis import best_record
+from dse.analysis import best_record, total_gpu_hours
 from dse.trial import FAILURE_STATUSES, TrialRecord, TrialStatus
 
 
@@ -73,11 +73,13 @@ class Progress:
         eta = elapsed / done * (self.total - done) if done else float("nan")
         best = best_record(recs)
         table = Table(show_header=True, header_style="bold")
-        for col in ("done", "running", "completed", "cached", "failed", "infeasible", "elapsed", "ETA", "best"):
+        for col in ("done", "running", "completed", "cached", "failed", "infeasible", "pruned", "GPU-h", "elapsed",
+                    "ETA", "best"):
             table.add_column(col)
         failed = sum(counts.get(k, 0) for k in FAILURE_STATUSES)
         table.add_row(f"{done}/{self.total}", str(counts.get("running", 0)), str(counts.get("completed", 0)),
                       str(counts.get("cached", 0)), str(failed), str(counts.get("infeasible", 0)),
+                      str(counts.get("pruned", 0)), f"{total_gpu_hours(recs):.3g}",
                       f"{elapsed:.0f} s", "-" if math.isnan(eta) else f"{eta:.0f} s",
                       f"trial {best.trial}: {best.metrics}" if best else "-")
         return table

@@ -123,6 +123,13 @@ class JobHandle:
         return JobResult(rc, "completed")
 
     def cancel(self) -> None:
+        """Stop the job. A local job gets SIGTERM, which `run_job` passes to the program's whole session:
+        submitit's own local cancel sends SIGINT, which a dse job blocks (a Ctrl-C is the driver's alone)."""
+        process = getattr(self.job, "_process", None)
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.send_signal(signal.SIGTERM)
+            return
         with contextlib.suppress(Exception):
             self.job.cancel(check=False)
 

@@ -17,14 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from dse.analysis import best_record, best_toml, frame, write_csv_atomic
+from dse.analysis import best_record, best_toml, frame, gpu_hours_text, write_csv_atomic
 from dse.engine._console import Interrupts, Progress
 from dse.engine._executors import Executor
 from dse.engine._rundir_lock import RunDirLock
 from dse.engine._trials import Finished, TrialEngine
 from dse.errors import InputError
 from dse.hashing import REDACTED, config_hash, redact, scrub_secrets
-from dse.metrics import score
+from dse.metrics import EarlyStopping, score
 from dse.space import SweepSpace, space_summary
 from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.storage import ResultCache, TrialStore
@@ -64,6 +64,18 @@ class RunOptions:
     no_cache: bool = False
     executor: str | None = None
     time_scale: float | None = None
+    early_stopping: bool = False  # `--early-stopping` (the sweep's `early_stopping` setting also turns it on)
+
+
+def early_stopping_rule(sweep: Sweep, flag: bool) -> EarlyStopping | None:
+    """The early-stopping rule in force: the sweep's `[early_stopping]` settings (or `= true`), or the defaults
+    when only `--early-stopping` asks for it; None when neither does (or the sweep sets it false)."""
+    setting = sweep.test.early_stopping
+    if setting is None:
+        return EarlyStopping() if flag else None
+    if flag:
+        return setting.model_copy(update={"enabled": True})
+    return setting if setting.enabled else None
 
 
 def _config_seed(sweep: Sweep) -> int:
@@ -127,7 +139,8 @@ class SweepRunner:
         self.store = TrialStore(run_dir / "trials.db")
         kind = opts.executor or sweep.system.scheduler
         self.engine = TrialEngine(self.space, self.store, run_dir, Executor(kind, sweep.system), cache=cache,
-                                  seed=self.seed, max_retries=test.max_retries)
+                                  seed=self.seed, max_retries=test.max_retries,
+                                  early_stopping=early_stopping_rule(sweep, opts.early_stopping))
         cap = sweep.system.max_jobs_in_flight
         self.parallel = min(opts.parallel, cap) if cap else opts.parallel
         if self.parallel < opts.parallel:
@@ -165,6 +178,7 @@ class SweepRunner:
                 self.agent.reserve(rec.action)
             else:
                 self.agent.tell(rec.action, self._result(rec))
+                self.engine.observe(rec)
         for rec in records:  # jobs of a dead driver: re-attach, or run again
             if not rec.status.is_finished and not self.engine.reattach(rec):
                 fin = self.engine.restart(rec)
@@ -184,7 +198,7 @@ class SweepRunner:
                         exhausted = True
                         break
                     submitted += 1
-                    fin = self.engine.submit(action, use_cache=not self.opts.no_cache)
+                    fin = self.engine.submit(action, use_cache=not self.opts.no_cache, note=self._explain(action))
                     if fin:
                         self._on_finished(fin)
                 if stop.count >= 2 or not self.engine.in_flight:
@@ -199,7 +213,10 @@ class SweepRunner:
         left = [r for r in recs if not r.status.is_finished]
         failed = [r for r in recs if r.status.is_failure]
         best = best_record(recs)
+        pruned = sum(r.status is TrialStatus.PRUNED for r in recs)
         print(f"done: {len(recs)} trials, {len(failed)} failed, {len(left)} left running"
+              + (f", {pruned} stopped early" if pruned else "")
+              + f", {gpu_hours_text(recs, self.sweep.kind.simulated)}"
               + (f"; best trial {best.trial} reward {best.reward:.6g} {best.metrics}" if best else "; no success"),
               flush=True)
         if left or (stopped and not exhausted and submitted < self.steps):
@@ -209,7 +226,7 @@ class SweepRunner:
     def _warm_start(self, limit: int = 20_000) -> None:
         """Tell a model-based agent what the shared cache already knows about this space, before it asks."""
         cache = self.engine.cache
-        if (cache is None or self.agent_name != "optuna" or self.space.env.dimensions
+        if (cache is None or not getattr(self.agent, "warm_start", False) or self.space.env.dimensions
                 or self.count.valid > limit):
             return
         told = 0
@@ -235,11 +252,19 @@ class SweepRunner:
         """What the agent hears of a finished record: values in agent_metrics order (a cached record keeps the
         cache entry's order in `rec.metrics`)."""
         metrics = self.sweep.test.agent_metrics
-        done = rec.status.is_success and all(m in rec.metrics for m in metrics)
+        done = (rec.status.is_success or rec.status is TrialStatus.PRUNED) and all(m in rec.metrics for m in metrics)
         result = rec.result([float(rec.metrics[m]) for m in metrics] if done else [])
         if rec.reward is None:
             result.reward = -math.inf
         return result
+
+    def _explain(self, action: Action) -> str | None:
+        """The agent's reason for a proposal (a model-guided agent's prediction), kept in the trial's `note`."""
+        explain = getattr(self.agent, "explain", None)
+        if explain is None:
+            return None
+        note = explain(action)
+        return None if note is None else " ".join(str(note).split())[:300]
 
     def _on_finished(self, fin: Finished) -> None:
         rec = fin.record
@@ -329,7 +354,8 @@ def resume_sweep(run_dir: Path, make_agent: AgentFactory, parallel: int | None =
                           parallel=parallel or int(options.get("parallel") or 1), seed=store.get_meta("seed"),
                           out=run_dir.parent, cache=Path(options["cache"]) if options.get("cache") else None,
                           no_cache=bool(options.get("no_cache")), executor=options.get("executor"),
-                          time_scale=options.get("time_scale"))
+                          time_scale=options.get("time_scale"),
+                          early_stopping=bool(options.get("early_stopping")))
     sweep = load_sweep(run_dir / "sweep.toml")
     sweep.system = system
     _restore_redacted_env(sweep, run_dir)

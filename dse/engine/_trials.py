@@ -18,8 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from dse.engine._executors import Executor, JobHandle
+from dse.engine._progress import LogTail
+from dse.errors import InputError
 from dse.hashing import config_hash, resolve_hf_token, scrub_text
-from dse.metrics import FAILED_REWARD, MetricsError, metric_value, score
+from dse.metrics import (
+    FAILED_REWARD,
+    EarlyStopping,
+    MetricsError,
+    Verdict,
+    is_step_time,
+    metric_value,
+    score,
+    verdict,
+)
 from dse.space import SweepSpace, draw_env_params
 from dse.storage import CacheEntry, ResultCache, TrialStore
 from dse.trial import (
@@ -60,6 +71,9 @@ class _InFlight:
     handle: JobHandle
     trial_dir: Path
     payload_hash: str
+    gpus: int = 0
+    started: float = field(default_factory=time.time)  # this attempt's start, for its GPU-hours
+    tail: LogTail = field(default_factory=LogTail)
 
 
 @dataclass
@@ -73,8 +87,10 @@ class TrialEngine:
     cache: ResultCache | None = None
     seed: int = 0
     max_retries: int = 2
+    early_stopping: EarlyStopping | None = None  # stop running trials confidently slower than the best
     workload: Workload = field(init=False)
     in_flight: dict[int, _InFlight] = field(default_factory=dict)
+    best_step_time: float | None = field(default=None, init=False)  # of the completed (or cached) trials
     _cache_warned: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +100,24 @@ class TrialEngine:
             os.environ["HF_TOKEN"] = token  # jobs inherit it; it is never written to a file
         self.metrics = list(self.space.sweep.test.agent_metrics)
         self.reward_name = self.space.sweep.test.agent_reward_function
+        if self.early_stopping is not None and not self.early_stopping.enabled:
+            self.early_stopping = None
+        if self.early_stopping is not None and not is_step_time(self.metrics[0]):
+            raise InputError(f"early stopping watches step time, but the first agent metric is '{self.metrics[0]}'; "
+                             "put 'step-time' (or 'default') first in agent_metrics",
+                             file=str(self.space.sweep.source), field="early_stopping")
+
+    @property
+    def pruned_reason(self) -> str:
+        """How a pruned result is cached: under its rule and settings, reused only under the same ones."""
+        return f"{FailureReason.EARLY_STOPPED}:{self.early_stopping.signature if self.early_stopping else ''}"
+
+    def observe(self, rec: TrialRecord) -> None:
+        """Learn the best step time from a finished trial (a resumed run's stored trials too)."""
+        if rec.status.is_success and self.metrics and self.metrics[0] in rec.metrics:
+            value = float(rec.metrics[self.metrics[0]])
+            if math.isfinite(value) and value > 0 and (self.best_step_time is None or value < self.best_step_time):
+                self.best_step_time = value
 
     # ---- submission ------------------------------------------------------------------------------
     def config_payload(self, cfg: TrialConfig) -> dict[str, Any]:
@@ -98,14 +132,14 @@ class TrialEngine:
         }
 
     def submit(self, action: dict[str, Any], use_cache: bool = True, *,
-               env: dict[str, Any] | None = None) -> Finished | None:
+               env: dict[str, Any] | None = None, note: str | None = None) -> Finished | None:
         """Start one trial; returns it at once when it is infeasible or a cache hit, else None.
 
         `env` is the trial's env_params draw when the caller made it (the gymnasium env draws from its own
         `np_random`); otherwise it is drawn here, reproducibly from (seed, trial number)."""
         if env is None:
             env = draw_env_params(self.space, self.seed, self.store.next_trial_number())
-        rec = self.store.reserve(action, env)
+        rec = self.store.reserve(action, env, note)
         return self._start(rec, use_cache)
 
     def _start(self, rec: TrialRecord, use_cache: bool) -> Finished | None:
@@ -125,6 +159,12 @@ class TrialEngine:
                     return self._finish(rec, TrialStatus.CACHED, [metrics[m] for m in self.metrics],
                                         metrics=metrics, cache_hit=True)
                 # cached without the metrics this sweep asks for: run it
+            elif hit is not None and hit.status == "pruned":
+                if self.early_stopping is not None and hit.reason == self.pruned_reason:  # same rule: still pruned
+                    metrics = {k: v for k, v in hit.metrics.items() if k in self.metrics}
+                    return self._finish(rec, TrialStatus.PRUNED, [metrics[m] for m in self.metrics if m in metrics],
+                                        metrics=metrics, reason=FailureReason.EARLY_STOPPED,
+                                        error=f"(cached) {hit.error or ''}".strip(), cache_hit=True)
             elif hit is not None:
                 return self._finish(rec, TrialStatus.FAILED, [], reason=hit.reason,
                                     error=f"(cached) {hit.error or ''}".strip(), cache_hit=True)
@@ -135,7 +175,8 @@ class TrialEngine:
         handle = self.executor.submit(spec, trial_dir / "submitit")
         rec = rec.submitted(handle.job_id, str(trial_dir))
         self.store.save(rec)
-        self.in_flight[rec.trial] = _InFlight(rec, cfg, handle, trial_dir, payload_hash)
+        self.in_flight[rec.trial] = _InFlight(rec, cfg, handle, trial_dir, payload_hash,
+                                              gpus=self.workload.gpus(cfg, spec))
         return None
 
     def reattach(self, rec: TrialRecord) -> bool:
@@ -149,7 +190,8 @@ class TrialEngine:
         if not (Path(rec.trial_dir) / STDOUT).exists() and handle.done():
             return False  # it ended before its program started (killed with the driver's group): run it again
         cfg = self.space.resolve(rec.action, rec.env)
-        self.in_flight[rec.trial] = _InFlight(rec, cfg, handle, Path(rec.trial_dir), rec.config_hash or "")
+        self.in_flight[rec.trial] = _InFlight(rec, cfg, handle, Path(rec.trial_dir), rec.config_hash or "",
+                                              gpus=self.workload.gpus(cfg), started=rec.started_at or time.time())
         return True
 
     def restart(self, rec: TrialRecord) -> Finished | None:
@@ -164,6 +206,14 @@ class TrialEngine:
             if fl.handle.job_id and fl.handle.job_id != fl.record.job_id:  # a launcher printed its job's id
                 fl.record = fl.record.with_job_id(fl.handle.job_id)
                 self.store.save(fl.record)
+            if self.early_stopping is not None and self.best_step_time is not None:
+                times = fl.tail.read(self.workload.progress_logs(fl.trial_dir))
+                stop = verdict(times, self.best_step_time, self.early_stopping)
+                if stop is not None:
+                    del self.in_flight[trial]
+                    fl.handle.cancel()  # the local process, or scancel of the launcher's training job
+                    done.append(self._prune(fl, stop, times))
+                    continue
             if not fl.handle.done():
                 continue
             del self.in_flight[trial]
@@ -174,12 +224,39 @@ class TrialEngine:
             else:
                 outcome = self.workload.collect(fl.cfg, fl.trial_dir, result.returncode)
             if not outcome.ok and outcome.reason in TRANSIENT and rec.attempts <= self.max_retries:
-                self._start(rec.retrying(outcome.error), use_cache=False)
+                self._start(rec.retrying(outcome.error, gpu_hours=self._burned(fl)), use_cache=False)
                 continue
-            done.append(self._conclude(rec, outcome, fl.payload_hash))
+            done.append(self._conclude(rec, outcome, fl.payload_hash, self._spent(fl, outcome)))
         return done
 
-    def _conclude(self, rec: TrialRecord, outcome: Outcome, payload_hash: str) -> Finished:
+    def _burned(self, fl: _InFlight) -> float:
+        """The attempt's wall time x its GPUs (0 for a simulation, whose cost is simulated, not spent)."""
+        if self.workload.simulated:
+            return 0.0
+        return max(0.0, time.time() - fl.started) * fl.gpus / 3600.0
+
+    def _spent(self, fl: _InFlight, outcome: Outcome) -> float:
+        earlier = fl.record.gpu_hours or 0.0  # attempts before a transient failure
+        return earlier + (outcome.gpu_hours if outcome.gpu_hours is not None else self._burned(fl))
+
+    def _prune(self, fl: _InFlight, stop: Verdict, times: list[float]) -> Finished:
+        """End a trial stopped early: `pruned`, its partial step time kept (a lower bound), cached under its rule."""
+        rec = fl.record
+        metrics = {self.metrics[0]: stop.step_time_s}
+        simulated = self.workload.stopped_cost(times, fl.gpus)  # a simulation's cost, when it was stopped
+        spent = self._spent(fl, Outcome(False, gpu_hours=simulated))
+        error = scrub_text(stop.message)[:500]
+        if self.cache is not None:
+            self._cache_put(CacheEntry(
+                config_hash=fl.payload_hash, status="pruned", metrics=metrics, reason=self.pruned_reason,
+                error=error, workload=self.workload.name, created_at=time.time(), run_dir=str(self.run_dir),
+                trial=rec.trial,
+            ))
+        observation = [stop.step_time_s] if len(self.metrics) == 1 else []
+        return self._finish(rec, TrialStatus.PRUNED, observation, metrics=metrics,
+                            reason=FailureReason.EARLY_STOPPED, error=error, gpu_hours=spent)
+
+    def _conclude(self, rec: TrialRecord, outcome: Outcome, payload_hash: str, gpu_hours: float) -> Finished:
         observation: list[float] = []
         if outcome.ok and outcome.metrics is not None:
             flat = self.space.resolve(rec.action, rec.env).flat_cmd_args()
@@ -204,7 +281,8 @@ class TrialEngine:
                 reason=reason, error=error, workload=self.workload.name, created_at=time.time(),
                 run_dir=str(self.run_dir), trial=rec.trial,
             ))
-        return self._finish(rec, status, observation, metrics=metrics, reason=reason, error=error)
+        return self._finish(rec, status, observation, metrics=metrics, reason=reason, error=error,
+                            gpu_hours=gpu_hours)
 
     def _cache_put(self, entry: CacheEntry) -> None:
         """Share a result; a cache that cannot be written (read-only, full) costs reuse, not the trial."""
@@ -218,14 +296,17 @@ class TrialEngine:
 
     def _finish(self, rec: TrialRecord, status: TrialStatus, observation: list[float], *,
                 metrics: dict[str, float] | None = None, reason: str | None = None, error: str | None = None,
-                cache_hit: bool | None = None) -> Finished:
-        """The one way a trial ends: its final record is saved (and never rewritten), then reported."""
-        ok = status.is_success
-        value = score(self.reward_name, observation if ok else None, ok)
+                cache_hit: bool | None = None, gpu_hours: float = 0.0) -> Finished:
+        """The one way a trial ends: its final record is saved (and never rewritten), then reported.
+
+        A pruned trial's reward is that of its partial (optimistic) values: the agent hears it as censored."""
+        measured = status.is_success or (status is TrialStatus.PRUNED and len(observation) == len(self.metrics))
+        value = score(self.reward_name, observation if measured else None, measured)
         reward = value if not (isinstance(value, float) and math.isnan(value)) else FAILED_REWARD
         rec = rec.finished(status, reward=reward, finished_at=time.time(), metrics=metrics, reason=reason,
-                           error=error, cache_hit=cache_hit)
+                           error=error, cache_hit=cache_hit, gpu_hours=gpu_hours)
         self.store.save(rec)
+        self.observe(rec)
         return Finished(rec, observation)
 
     def cancel_all(self) -> None:

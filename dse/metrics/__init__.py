@@ -9,10 +9,12 @@ from dse.metrics._catalogue import (
     STEP_TIME_ALIASES,
     TFLOPS_ALIASES,
     TOKENS_ALIASES,
+    is_step_time,
     metric_directions,
     metric_kind,
     metric_value,
 )
+from dse.metrics._early_stopping import EarlyStopping, StepTimes, Verdict, verdict
 from dse.metrics._failures import FLAKY_PATTERNS, OOM_PATTERNS, REJECT_PATTERNS, classify_failure
 from dse.metrics._parse import (
     WINDOW,
@@ -27,6 +29,10 @@ from dse.metrics._parse import (
 from dse.metrics._rewards import FAILED_REWARD, get_reward, is_better, register_reward, reward_names, score
 
 __all__ = [
+    "EarlyStopping",
+    "StepTimes",
+    "Verdict",
+    "verdict",
     "BUILTIN_METRICS",
     "FAILED_REWARD",
     "FLAKY_PATTERNS",
@@ -43,6 +49,7 @@ __all__ = [
     "classify_failure",
     "get_reward",
     "is_better",
+    "is_step_time",
     "metric_directions",
     "metric_kind",
     "metric_value",

@@ -27,6 +27,12 @@ METRIC_DIRECTIONS = {"default": "minimize", "step-time": "minimize", "tflops-per
 # infeasible points to a model-based agent.
 
 
+def is_step_time(name: str) -> bool:
+    """`default` and the step-time aliases: what a log's iteration lines measure while a job runs."""
+    key = normalize_name(name)
+    return key == "default" or key in STEP_TIME_ALIASES
+
+
 def metric_directions(names: Iterable[str]) -> list[str | None]:
     """Each agent metric's better way ("minimize"/"maximize"), None where only the sweep can say."""
     return [METRIC_DIRECTIONS.get(n) for n in names]

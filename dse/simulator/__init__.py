@@ -16,10 +16,11 @@ from dse.simulator._fit import (
 from dse.simulator._flops import flops_parts_per_token, model_flops_per_step, padded_vocab, parameter_count
 from dse.simulator._hardware import GPU, GPUS, KNOBS, Knobs
 from dse.simulator._model import Prediction, predict
-from dse.simulator._program import BANNER, run_simulation
+from dse.simulator._program import BANNER, STARTUP_S, run_simulation
 
 __all__ = [
     "BANNER",
+    "STARTUP_S",
     "FIT_PARAMS",
     "FitParam",
     "FitResult",

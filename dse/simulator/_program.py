@@ -36,6 +36,7 @@ DEFAULT_MAX_STEPS = 10
 NOISE = 0.01  # relative step-to-step jitter
 WARMUP_FACTOR = 2.5  # step 0 also builds CUDA graphs, allocator pools, NCCL communicators ...
 WARMUP_FIXED_S = 20.0
+STARTUP_S = 120.0  # simulated cost before the first iteration: container start, NCCL init, model build
 
 
 def config_seed(config: Mapping[str, Any], trial: int) -> int:
@@ -100,7 +101,9 @@ def run_simulation(config: Mapping[str, Any], out_dir: Path, trial: int = 0, tim
     print(f"{BANNER}: calibration: {pred.calibration}", file=stream, flush=True)
     if not pred.fits:
         print(pred.oom_message, file=err, flush=True)
-        record.update(status="oom", error=pred.oom_message)
+        gpus = int(resolved.get("num_gpus") or 0)  # it starts, then dies in its first iteration
+        record.update(status="oom", error=pred.oom_message,
+                      gpu_hours=(STARTUP_S + WARMUP_FIXED_S) * gpus / 3600, gpu_hours_simulated=True)
         _write_json(out_dir / "simulation.json", record, indent=1)
         return 1
 
@@ -139,7 +142,8 @@ def run_simulation(config: Mapping[str, Any], out_dir: Path, trial: int = 0, tim
     golden["alloc"] = _g5(pred.mem_alloc_gb)
     golden["max_alloc"] = _g5(pred.mem_max_alloc_gb)
     _write_json(out_dir / "golden_values.json", golden)
-    record.update(status="completed", steps=steps, step_times_s=times, slept_s=sleep_total)
+    record.update(status="completed", steps=steps, step_times_s=times, slept_s=sleep_total,
+                  gpu_hours=(STARTUP_S + total) * n / 3600, gpu_hours_simulated=True)
     _write_json(out_dir / "simulation.json", record, indent=1)
     print(f"{BANNER}: done, {steps} steps, simulated time {total:.1f}s", file=stream, flush=True)
     return 0

@@ -17,7 +17,7 @@ from dse.agent_names import known_agent_names
 from dse.errors import FieldProblem, InputError
 from dse.expressions import parse_expression
 from dse.hashing import scrub_secrets
-from dse.metrics import reward_names
+from dse.metrics import EarlyStopping, reward_names
 from dse.workloads import workload_class, workload_names
 
 
@@ -109,6 +109,8 @@ class TestDefinition(BaseModel):
     num_nodes: int | list[int] | None = None
     time_limit: str | None = None
     max_retries: int = 2
+    # `early_stopping = true`, or an `[early_stopping]` table of its settings (`dse.metrics.EarlyStopping`)
+    early_stopping: EarlyStopping | None = None
 
     @field_validator("extra_env_vars", mode="before")
     @classmethod
@@ -138,6 +140,11 @@ class TestDefinition(BaseModel):
                 raise ValueError(f"'{path}' is not a field path such as 'cmd_args.tp'")
             out.append(p.removeprefix("cmd_args."))
         return out
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _early_stopping(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v  # `early_stopping = true` is the table's defaults
 
     @field_validator("name")
     @classmethod

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from dse.errors import InputError
 from dse.storage._database import _Database, _dumps
 
-CACHE_STATUSES = ("completed", "failed")
+CACHE_STATUSES = ("completed", "failed", "pruned")  # pruned: stopped early, under the rule named in `reason`
 
 
 

@@ -74,6 +74,7 @@ class _Database:
             try:
                 for statement in self.SCHEMA:
                     conn.execute(statement)
+                self._migrate(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -91,6 +92,9 @@ class _Database:
                                  file=str(self.path)) from None
             raise InputError(f"not a usable SQLite database ({exc})", file=str(self.path)) from None
         return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring an older file up to the current schema (inside the opening transaction)."""
 
     def _connect_readonly(self) -> sqlite3.Connection:
         """A reading connection that writes nothing: `mode=ro`, else (WAL files it may not create) `immutable`."""

@@ -34,7 +34,10 @@ _TRIAL_COLUMNS = (
     "error",
     "reason",
     "trial_dir",
+    "gpu_hours",
+    "note",
 )
+_ADDED_COLUMNS = {"gpu_hours": "REAL", "note": "TEXT"}  # columns newer than the first schema: added on open
 
 
 class TrialStore(_Database):
@@ -57,19 +60,33 @@ class TrialStore(_Database):
             finished_at REAL,
             error TEXT,
             reason TEXT,
-            trial_dir TEXT
+            trial_dir TEXT,
+            gpu_hours REAL,
+            note TEXT
         )""",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """A run directory from an older dse lacks the newer columns: add them (NULL for old rows)."""
+        have = {row[1] for row in conn.execute("PRAGMA table_info(trials)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
+
+    def _select(self) -> str:
+        """The columns to read; NULL for a newer column an older, read-only trials.db does not have."""
+        have = {row[1] for row in self._conn().execute("PRAGMA table_info(trials)")}
+        return ", ".join(c if c in have or c not in _ADDED_COLUMNS else f"NULL AS {c}" for c in _TRIAL_COLUMNS)
 
     def next_trial_number(self) -> int:
         """The number the next `reserve()` would take now (a peek: use `reserve()` to claim it)."""
         row = self._conn().execute("SELECT COALESCE(MAX(trial), 0) + 1 FROM trials").fetchone()
         return int(row[0])
 
-    def reserve(self, action: dict[str, Any], env: dict[str, Any]) -> TrialRecord:
+    def reserve(self, action: dict[str, Any], env: dict[str, Any], note: str | None = None) -> TrialRecord:
         """Atomically allocate the next trial number and insert it as `pending`."""
-        new = TrialRecord(trial=0, status=TrialStatus.PENDING, action=dict(action), env=dict(env))
+        new = TrialRecord(trial=0, status=TrialStatus.PENDING, action=dict(action), env=dict(env), note=note)
         with self._write() as conn:
             rec = new.numbered(int(conn.execute("SELECT COALESCE(MAX(trial), 0) + 1 FROM trials").fetchone()[0]))
             self._upsert(conn, rec)
@@ -110,6 +127,8 @@ class TrialStore(_Database):
             rec.error,
             rec.reason,
             rec.trial_dir,
+            None if rec.gpu_hours is None else float(rec.gpu_hours),
+            rec.note,
         )
 
     def _upsert(self, conn: sqlite3.Connection, rec: TrialRecord) -> None:
@@ -160,12 +179,14 @@ class TrialStore(_Database):
             error=values["error"],
             reason=values["reason"],
             trial_dir=values["trial_dir"],
+            gpu_hours=None if values["gpu_hours"] is None else float(values["gpu_hours"]),
+            note=values["note"],
         )
 
     def get(self, trial: int) -> TrialRecord | None:
         row = (
             self._conn()
-            .execute(f"SELECT {', '.join(_TRIAL_COLUMNS)} FROM trials WHERE trial = ?", (int(trial),))
+            .execute(f"SELECT {self._select()} FROM trials WHERE trial = ?", (int(trial),))
             .fetchone()
         )
         return None if row is None else self._record(row)
@@ -173,7 +194,7 @@ class TrialStore(_Database):
     def all(self) -> list[TrialRecord]:
         """Every trial, ordered by trial number."""
         rows = (
-            self._conn().execute(f"SELECT {', '.join(_TRIAL_COLUMNS)} FROM trials ORDER BY trial").fetchall()
+            self._conn().execute(f"SELECT {self._select()} FROM trials ORDER BY trial").fetchall()
         )
         return [self._record(r) for r in rows]
 

@@ -92,6 +92,7 @@ class Outcome:
     metrics: RunMetrics | None = None
     reason: str | None = None
     error: str | None = None
+    gpu_hours: float | None = None  # what the run cost, when the workload knows (a simulation's simulated cost)
 
 
 class Workload(ABC):
@@ -132,6 +133,22 @@ class Workload(ABC):
     def identity(self) -> dict[str, Any]:
         """What besides the config changes the result (hashed into the cache key)."""
         return {"workload": self.name}
+
+    def progress_logs(self, trial_dir: Path) -> list[Path]:
+        """The logs a running job writes its iteration lines to (tailed for `--early-stopping`)."""
+        return [trial_dir / STDOUT]
+
+    def stopped_cost(self, step_times: list[float], gpus: int) -> float | None:
+        """What a run stopped after `step_times` cost, when the workload knows better than the wall clock (a
+        simulation: its simulated time); None: the wall time x GPUs is the cost."""
+        return None
+
+    def gpus(self, cfg: TrialConfig, spec: JobSpec | None = None) -> int:
+        """The GPUs a trial's run holds (for GPU-hours): `num_gpus` when the cmd_args say, else the job's."""
+        n = cfg.flat_cmd_args().get("num_gpus")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n
+        return spec.num_nodes * spec.gpus_per_node if spec is not None else 0
 
 
 def read_text(path: Path, limit: int = 20_000_000) -> str:

@@ -364,6 +364,10 @@ class MegatronBridgeWorkload(Workload):
             return Outcome(True, metrics=metrics)
         return outcome
 
+    def progress_logs(self, trial_dir: Path) -> list[Path]:
+        """The training job's nemo_run log (under the experiment folder) and the launcher's own output."""
+        return [*sorted(trial_dir.rglob("log-*.out")), trial_dir / STDOUT]
+
     def identity(self) -> dict[str, Any]:
         repo = self.sweep.test.megatron_bridge_repo
         return {

@@ -18,6 +18,7 @@ import dse.megatron
 import dse.simulator
 from dse.hashing import redact, resolve_hf_token
 from dse.megatron import MegatronBridgeCmdArgs
+from dse.simulator import STARTUP_S
 from dse.timelimit import time_limit_seconds
 from dse.trial import TrialConfig
 from dse.workloads._base import JobSpec, Outcome, Workload
@@ -49,10 +50,16 @@ class SimulatedMegatronBridge(Workload):
                        gpus_per_node=0, time_limit_s=limit, secret_values=[resolve_hf_token(cfg.cmd_args)])
 
     def collect(self, cfg: TrialConfig, trial_dir: Path, returncode: int | None) -> Outcome:
-        return collect_metrics(trial_dir, [trial_dir / "golden_values.json"], returncode)
+        outcome = collect_metrics(trial_dir, [trial_dir / "golden_values.json"], returncode)
+        outcome.gpu_hours = simulated_gpu_hours(trial_dir)
+        return outcome
 
     def identity(self) -> dict[str, Any]:
         return {"workload": self.name, "simulator": _model_fingerprint()}
+
+    def stopped_cost(self, step_times: list[float], gpus: int) -> float | None:
+        """The simulated cost up to where it was stopped: start-up plus the simulated iterations seen."""
+        return (STARTUP_S + sum(step_times)) * gpus / 3600.0
 
 
 @functools.cache
@@ -63,3 +70,12 @@ def _model_fingerprint() -> str:
         for source in sorted(Path(package.__file__ or "").parent.glob("*.py")):
             digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def simulated_gpu_hours(trial_dir: Path) -> float | None:
+    """The GPU-hours the simulated run would have cost (`simulation.json`), or None when it left no record."""
+    try:
+        value = json.loads((trial_dir / "simulation.json").read_text()).get("gpu_hours")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
