@@ -57,14 +57,14 @@ def _layer_of(module: str) -> int:
     return best
 
 
-def _runtime_imports(tree: ast.Module, module: str) -> list[tuple[int, str]]:
+def _runtime_imports(tree: ast.Module, module: str, is_package: bool = False) -> list[tuple[int, str]]:
     """(line, imported module) for every import that runs (not under `if TYPE_CHECKING:`)."""
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skip.update(id(n) for n in ast.walk(node))
     out = []
-    package = module if module.count(".") < 1 else module.rsplit(".", 1)[0]
+    package = module if is_package or "." not in module else module.rsplit(".", 1)[0]
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
@@ -93,7 +93,7 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
     for path in _sources():
         module = _module_name(path)
         own = _layer_of(module)
-        for line, target in _runtime_imports(ast.parse(path.read_text()), module):
+        for line, target in _runtime_imports(ast.parse(path.read_text()), module, path.name == "__init__.py"):
             if target == "dse" and module != "dse":
                 problems.append(f"{path.relative_to(REPO)}:{line}: imports the top-level `dse` facade")
                 continue
@@ -110,7 +110,7 @@ def test_no_module_outside_a_package_imports_its_private_modules() -> None:
     problems = []
     for path in _sources():
         module = _module_name(path)
-        for line, target in _runtime_imports(ast.parse(path.read_text()), module):
+        for line, target in _runtime_imports(ast.parse(path.read_text()), module, path.name == "__init__.py"):
             parts = target.split(".")
             private = next((i for i, p in enumerate(parts) if p.startswith("_")), None)
             if private is None:
@@ -133,3 +133,7 @@ def test_the_layering_test_sees_a_violation() -> None:
     found = _runtime_imports(tree, "dse.spec._load")
     assert found == [(1, "dse.engine")]
     assert _layer_of("dse.engine") > _layer_of("dse.spec._load")
+    relative = ast.parse("from ._base import Agent\nfrom .. import cli\n")
+    assert _runtime_imports(relative, "dse.agents", is_package=True) == [(1, "dse.agents._base"), (2, "dse"),
+                                                                         (2, "dse.cli")]
+    assert _runtime_imports(relative, "dse.agents._grid")[0] == (1, "dse.agents._base")
