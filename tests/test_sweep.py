@@ -47,7 +47,7 @@ def test_run_grid_writes_run_dir_and_repeat_is_all_cache(tmp_path: Path) -> None
     df = load_trials(run)
     assert list(df.columns) == ["trial", "status", "reward", "cache_hit", "config_hash", "param.x",
                                 "metric.default", "job_id", "attempts", "started_at", "finished_at",
-                                "duration_s", "error"]
+                                "duration_s", "gpu_hours", "error", "note"]
     assert sorted(df["param.x"]) == [1, 2, 3] and set(df["status"]) == {"completed"}
     assert df.set_index("param.x")["reward"].to_dict() == pytest.approx({1: 1.0, 2: 0.5, 3: 1 / 3})
     csv = pd.read_csv(run / "trials.csv")

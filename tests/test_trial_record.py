@@ -22,11 +22,12 @@ from dse.trial import (
 
 def test_statuses_are_one_enum_with_the_table_words() -> None:
     assert [s.value for s in TrialStatus] == ["pending", "running", "completed", "cached", "failed", "infeasible",
-                                              "timeout", "preempted"]
+                                              "timeout", "preempted", "pruned"]
     assert TrialStatus.COMPLETED == "completed" and f"{TrialStatus.CACHED}" == "cached"
     assert set(SUCCESS_STATUSES) == {TrialStatus.COMPLETED, TrialStatus.CACHED}
     assert set(FAILURE_STATUSES) == {TrialStatus.FAILED, TrialStatus.TIMEOUT, TrialStatus.PREEMPTED}
     assert not TrialStatus.INFEASIBLE.is_failure and TrialStatus.INFEASIBLE.is_finished
+    assert TrialStatus.PRUNED.is_finished and not TrialStatus.PRUNED.is_success and not TrialStatus.PRUNED.is_failure
     assert DETERMINISTIC_FAILURES == ("out-of-memory", "rejected-config")
     assert FailureReason.NODE_FAILURE.is_transient and not FailureReason.OUT_OF_MEMORY.is_transient
 
