@@ -1,4 +1,10 @@
-"""The `dse` command (docs/DESIGN.md §5). Exit codes: 0 success, 1 a sweep with failures, 2 bad input."""
+"""The `dse` command (docs/DESIGN.md §5). Exit codes: 0 success, 1 a sweep with failures, 2 bad input.
+
+The top of the layers: it composes the engine with the agents (`dse.agents.create_sweep_agent` is the engine's
+agent factory). Each command imports what it needs inside its function, not for cycles (there are none: see
+tests/test_layering.py) but for start-up time: `dse --help` or `dse status` need not load optuna, pandas and
+matplotlib.
+"""
 
 from __future__ import annotations
 
