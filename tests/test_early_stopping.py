@@ -88,7 +88,7 @@ def test_a_slow_trial_is_stopped_early_kept_as_pruned_and_cached_under_its_rule(
     assert SLOW * 0.9 < pruned["metric.step-time"] < SLOW * 1.2  # its partial step time is kept
     assert "early-stopped" in pruned["error"] and pruned["gpu_hours"] > 0
     assert df.loc[FAST, "gpu_hours"] > 0 and pruned["gpu_hours"] < SLOW * ITERS * 4 / 3600
-    assert "1 stopped early" in r.stdout and "GPU-hours" in r.stdout
+    assert "1 pruned" in r.stdout and "GPU-hours" in r.stdout
     best = dse("best", str(_run_dir(out)))
     assert best.returncode == 0 and f"'step': {FAST}" in best.stdout  # a pruned trial is never the best
     status = dse("status", str(_run_dir(out)))

@@ -17,7 +17,7 @@ from dse.analysis._report import render_report
 from dse.errors import InputError
 from dse.storage import TrialStore
 from dse.tomlwrite import dumps
-from dse.trial import SUCCESS_STATUSES, TrialRecord
+from dse.trial import SUCCESS_STATUSES, FailureReason, TrialRecord
 from dse.workloads import WORKLOADS
 
 FIXED_FRONT = ["trial", "status", "reward", "cache_hit", "config_hash"]
@@ -135,6 +135,30 @@ def _simulated(store: TrialStore) -> bool:
     return name in WORKLOADS and WORKLOADS[name].simulated
 
 
+def status_counts(records: Sequence[TrialRecord]) -> dict[str, int]:
+    """Trials by what a performance engineer asks of them: out-of-memory and rejected configurations are the
+    sweep's findings, counted apart from the failures a user must look at (crashes, no metrics, timeouts)."""
+    counts = dict.fromkeys(("completed", "cached", "OOM", "rejected", "failed", "infeasible", "pruned", "running"), 0)
+    for r in records:
+        if r.status.is_failure and r.reason == FailureReason.OUT_OF_MEMORY:
+            key = "OOM"
+        elif r.status.is_failure and r.reason == FailureReason.REJECTED_CONFIG:
+            key = "rejected"
+        elif r.status.is_failure:
+            key = "failed"
+        elif not r.status.is_finished:
+            key = "running"
+        else:
+            key = r.status.value
+        counts[key] += 1
+    return counts
+
+
+def counts_text(records: Sequence[TrialRecord]) -> str:
+    """`10 completed, 2 cached, 5 OOM, 1 failed` (the kinds that occur, in a fixed order)."""
+    return ", ".join(f"{n} {k}" for k, n in status_counts(records).items() if n) or "none"
+
+
 def total_gpu_hours(records: Sequence[TrialRecord]) -> float:
     """What the sweep spent: every trial's GPU-hours (failed, out-of-memory and pruned ones included)."""
     return sum(r.gpu_hours or 0.0 for r in records)
@@ -148,11 +172,9 @@ def gpu_hours_text(records: Sequence[TrialRecord], simulated: bool) -> str:
 def status_text(run_dir: Path) -> str:
     store = _open_store(run_dir)
     recs = store.all()
-    counts: dict[str, int] = {}
-    for r in recs:
-        counts[r.status.value] = counts.get(r.status.value, 0) + 1
     best = best_record(recs)
-    lines = [f"run: {run_dir}", f"trials: {len(recs)}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))]
+    lines = [f"run: {run_dir}", f"trials: {len(recs)} ({counts_text(recs)})",
+             "  ".join(f"{k}: {v}" for k, v in status_counts(recs).items())]
     running = [r for r in recs if not r.status.is_finished]
     lines.append(f"in flight: {len(running)}" + (f" (job ids {', '.join(str(r.job_id) for r in running)})"
                                                   if running else ""))

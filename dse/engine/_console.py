@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dse.analysis import best_record, total_gpu_hours
-from dse.trial import FAILURE_STATUSES, TrialRecord, TrialStatus
+from dse.analysis import best_record, status_counts, total_gpu_hours
+from dse.trial import TrialRecord
 
 
 class Interrupts:
@@ -63,27 +63,33 @@ class Progress:
             self.live.__exit__(None, None, None)
 
     def _render(self, recs: list[TrialRecord], started: float) -> Any:
-        from rich.table import Table
+        """Two lines that fit 80 columns: progress with the trials by kind, then the best so far."""
+        from rich.text import Text
 
-        counts: dict[str, int] = {}
-        for r in recs:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        done = sum(v for k, v in counts.items() if TrialStatus(k).is_finished)
+        done = sum(r.status.is_finished for r in recs)
         elapsed = time.time() - started
         eta = elapsed / done * (self.total - done) if done else float("nan")
+        counts = status_counts(recs)
+        kinds = " ".join(f"{n} {k}" for k, n in counts.items() if n and k != "running") or "-"
+        line1 = (f"{done}/{self.total} done, {counts['running']} running | {kinds} | {total_gpu_hours(recs):.3g} GPU-h"
+                 f" | {_duration(elapsed)}" + ("" if math.isnan(eta) else f", ETA {_duration(eta)}"))
         best = best_record(recs)
-        table = Table(show_header=True, header_style="bold")
-        for col in ("done", "running", "completed", "cached", "failed", "infeasible", "pruned", "GPU-h", "elapsed",
-                    "ETA", "best"):
-            table.add_column(col)
-        failed = sum(counts.get(k, 0) for k in FAILURE_STATUSES)
-        table.add_row(f"{done}/{self.total}", str(counts.get("running", 0)), str(counts.get("completed", 0)),
-                      str(counts.get("cached", 0)), str(failed), str(counts.get("infeasible", 0)),
-                      str(counts.get("pruned", 0)), f"{total_gpu_hours(recs):.3g}",
-                      f"{elapsed:.0f} s", "-" if math.isnan(eta) else f"{eta:.0f} s",
-                      f"trial {best.trial}: {best.metrics}" if best else "-")
-        return table
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in best.metrics.items()) if best else ""
+        line2 = f"best: trial {best.trial}: {shown} {_params(best.action)}" if best else "best: none yet"
+        return Text(_fit(line1) + "\n" + _fit(line2))
 
     def update(self, records: Callable[[], list[TrialRecord]], started: float) -> None:
         if self.live is not None:  # off a terminal nothing is shown, so the store is not read
             self.live.update(self._render(records(), started))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _params(action: dict[str, Any]) -> str:
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in action.items())
+
+
+def _fit(line: str, width: int = 80) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"

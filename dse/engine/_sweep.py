@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from dse.analysis import best_record, best_toml, frame, gpu_hours_text, write_csv_atomic
+from dse.analysis import best_record, best_toml, counts_text, frame, gpu_hours_text, write_csv_atomic
 from dse.engine._console import Interrupts, Progress
 from dse.engine._executors import Executor
 from dse.engine._rundir_lock import RunDirLock
@@ -213,10 +213,7 @@ class SweepRunner:
         left = [r for r in recs if not r.status.is_finished]
         failed = [r for r in recs if r.status.is_failure]
         best = best_record(recs)
-        pruned = sum(r.status is TrialStatus.PRUNED for r in recs)
-        print(f"done: {len(recs)} trials, {len(failed)} failed, {len(left)} left running"
-              + (f", {pruned} stopped early" if pruned else "")
-              + f", {gpu_hours_text(recs, self.sweep.kind.simulated)}"
+        print(f"done: {len(recs)} trials ({counts_text(recs)}); {gpu_hours_text(recs, self.sweep.kind.simulated)}"
               + (f"; best trial {best.trial} reward {best.reward:.6g} {best.metrics}" if best else "; no success"),
               flush=True)
         if left or (stopped and not exhausted and submitted < self.steps):
