@@ -34,6 +34,6 @@ def test_the_live_view_fits_80_columns() -> None:
                                   metrics={"step-time": 1.0}, reward=1.0)]
     console.print(Progress(24)._render(long, time.time() - 5000))
     lines = console.export_text().splitlines()
-    assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
-    assert "1 OOM" in lines[0] and "0.75 GPU-h" in lines[0] and "ETA" in lines[0]
-    assert lines[1].startswith("best: trial 8")
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines)
+    assert "0.75 GPU-h" in lines[0] and "ETA" in lines[0] and "1 OOM" in lines[1] and "2 failed" in lines[1]
+    assert lines[2].startswith("best: trial 8")

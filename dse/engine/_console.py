@@ -63,7 +63,7 @@ class Progress:
             self.live.__exit__(None, None, None)
 
     def _render(self, recs: list[TrialRecord], started: float) -> Any:
-        """Two lines that fit 80 columns: progress with the trials by kind, then the best so far."""
+        """Three lines that fit 80 columns: progress, GPU-hours and time; the trials by kind; the best so far."""
         from rich.text import Text
 
         done = sum(r.status.is_finished for r in recs)
@@ -71,12 +71,12 @@ class Progress:
         eta = elapsed / done * (self.total - done) if done else float("nan")
         counts = status_counts(recs)
         kinds = " ".join(f"{n} {k}" for k, n in counts.items() if n and k != "running") or "-"
-        line1 = (f"{done}/{self.total} done, {counts['running']} running | {kinds} | {total_gpu_hours(recs):.3g} GPU-h"
-                 f" | {_duration(elapsed)}" + ("" if math.isnan(eta) else f", ETA {_duration(eta)}"))
+        line1 = (f"{done}/{self.total} done, {counts['running']} running | {total_gpu_hours(recs):.3g} GPU-h | "
+                 f"{_duration(elapsed)}" + ("" if math.isnan(eta) else f", ETA {_duration(eta)}"))
         best = best_record(recs)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in best.metrics.items()) if best else ""
-        line2 = f"best: trial {best.trial}: {shown} {_params(best.action)}" if best else "best: none yet"
-        return Text(_fit(line1) + "\n" + _fit(line2))
+        line3 = f"best: trial {best.trial}: {shown} {_params(best.action)}" if best else "best: none yet"
+        return Text("\n".join(_fit(line) for line in (line1, kinds, line3)))
 
     def update(self, records: Callable[[], list[TrialRecord]], started: float) -> None:
         if self.live is not None:  # off a terminal nothing is shown, so the store is not read
