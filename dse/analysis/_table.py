@@ -205,8 +205,8 @@ def _parquet_engine() -> str:
         except ImportError:
             continue
         return engine
-    raise InputError("parquet needs the pyarrow package: pip install pyarrow (or pip install -e '.[test]')",
-                     field="--format")
+    raise InputError("parquet needs the pyarrow package, in the extra 'parquet': pip install 'megatron-dse[parquet]' "
+                     "(from a checkout: pip install -e '.[parquet]'); or use --format csv", field="--format")
 
 
 def write_table(run_dirs: Sequence[Path], fmt: str = "text", output: Path | None = None) -> str | None:
