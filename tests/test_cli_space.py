@@ -125,3 +125,23 @@ def test_space_shows_what_each_constraint_name_reads(tmp_path: Path) -> None:
     assert "gpus = your field cmd_args.gpus (shadows the builtin gpus)" in r.stdout
     assert "dp = builtin: the data-parallel size" in r.stdout
     assert "tp = your swept field cmd_args.tp" in r.stdout
+
+
+def test_space_and_run_agree_on_the_trials_to_run(tmp_path: Path) -> None:
+    """`dse space` says how many trials `dse run` runs, for grid (every valid point) and random (agent_steps)."""
+    import re
+
+    for agent, extra, expected in (("grid_search", "", 3), ("random_search", "", 1),
+                                   ("random_search", "agent_steps = 2\n", 2)):
+        path = tmp_path / f"{agent}{len(extra)}.toml"
+        path.write_text(f'name = "n"\ntest_template_name = "Command"\nagent = "{agent}"\n{extra}'
+                        '[cmd_args]\ncommand = "echo \'{{\\"step-time\\": {x}}}\' > metrics.json"\nx = [1, 2, 3]\n')
+        space = subprocess.run([sys.executable, "-m", "dse.cli", "space", str(path)], capture_output=True, text=True,
+                               cwd=REPO)
+        said = int(re.search(r"trials to run: (\d+)", space.stdout).group(1))  # type: ignore[union-attr]
+        run = subprocess.run([sys.executable, "-m", "dse.cli", "run", str(path), "--out", str(tmp_path / "o"),
+                              "--no-cache", "--executor", "debug"], capture_output=True, text=True, cwd=REPO)
+        assert run.returncode == 0, run.stderr
+        ran = int(re.search(r"done: (\d+) trials", run.stdout).group(1))  # type: ignore[union-attr]
+        assert said == ran == expected, (agent, extra, space.stdout, run.stdout)
+        assert f"trials to run: {expected}" in run.stdout

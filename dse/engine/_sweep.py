@@ -25,7 +25,7 @@ from dse.engine._trials import Finished, TrialEngine
 from dse.errors import InputError
 from dse.hashing import REDACTED, config_hash, redact, scrub_secrets
 from dse.metrics import EarlyStopping, score
-from dse.space import SweepSpace, space_summary
+from dse.space import SweepSpace, space_summary, trials_to_run
 from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.storage import ResultCache, TrialStore
 from dse.tomlwrite import write_text_atomic, write_toml_atomic
@@ -117,12 +117,7 @@ class SweepRunner:
         test = sweep.test
         self.agent_name = opts.agent or test.agent
         self.seed = opts.seed if opts.seed is not None else _config_seed(sweep)
-        if opts.steps is not None:
-            self.steps = opts.steps
-        elif self.agent_name == "grid_search" and "agent_steps" not in test.model_fields_set:
-            self.steps = self.count.valid  # CloudAI's grid runs every point unless agent_steps is given
-        else:
-            self.steps = test.agent_steps
+        self.steps = trials_to_run(self.space, self.count, self.agent_name, opts.steps)  # as `dse space` says
         # the agent's settings are checked before anything is written (a real agent, with the study in the
         # run dir, is made once the run dir is locked)
         self.make_agent(self.agent_name, self.space, steps=self.steps, seed=self.seed, storage_dir=None)
@@ -169,6 +164,7 @@ class SweepRunner:
         if self.sweep.kind.simulated:
             print(f"note: {self.sweep.workload} is a SIMULATION (analytic performance model, no GPU)", flush=True)
         print(f"run dir: {self.run_dir}", flush=True)
+        print(f"trials to run: {self.steps:,} (agent {self.agent_name}, {self.count.valid:,} valid points)", flush=True)
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> int:

@@ -13,7 +13,7 @@ from dse.space._space import (
     SpaceCount,
     SweepSpace,
 )
-from dse.space._summary import space_summary
+from dse.space._summary import space_summary, trials_to_run
 
 __all__ = [
     "DEFAULT_BLOCK",
@@ -26,4 +26,5 @@ __all__ = [
     "SweepSpace",
     "draw_env_params",
     "space_summary",
+    "trials_to_run",
 ]

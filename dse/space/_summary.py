@@ -13,13 +13,24 @@ def _fmt_values(values: tuple[object, ...], weights: list[float] | None = None) 
                      for v, w in zip(values, weights, strict=True))
 
 
+def trials_to_run(space: SweepSpace, count: SpaceCount, agent: str | None = None, steps: int | None = None) -> int:
+    """How many trials `dse run` runs: `--steps`, else the sweep's `agent_steps`, else for grid search every
+    valid point (CloudAI's grid runs them all) and for the other agents 1 (CloudAI's default)."""
+    if steps is not None:
+        return steps
+    test = space.sweep.test
+    if (agent or test.agent) == "grid_search" and "agent_steps" not in test.model_fields_set:
+        return count.valid
+    return test.agent_steps
+
+
 def space_summary(space: SweepSpace, count: SpaceCount | None = None) -> tuple[str, SpaceCount]:
     """The text `dse space` prints, and the count behind it."""
     sweep = space.sweep
     count = count or space.count()
     label = " [SIMULATED: analytic performance model, no GPU]" if sweep.kind.simulated else ""
     lines = [f"sweep: {sweep.name} ({sweep.source})", f"workload: {sweep.workload}{label}",
-             f"agent: {sweep.test.agent}, steps {sweep.test.agent_steps}, metrics {', '.join(sweep.test.agent_metrics)}, "
+             f"agent: {sweep.test.agent}, metrics {', '.join(sweep.test.agent_metrics)}, "
              f"reward {sweep.test.agent_reward_function}"]
     dims = space.agent.dimensions
     width = max([len(d.path) for d in (*dims, *space.env.dimensions)] + [10])
@@ -36,6 +47,11 @@ def space_summary(space: SweepSpace, count: SpaceCount | None = None) -> tuple[s
     pct = 100.0 * count.valid / count.total if count.total else 0.0
     lines.append(f"total points: {count.total:,}")
     lines.append(f"valid points: {count.valid:,} ({pct:.1f}%)")
+    to_run = trials_to_run(space, count)
+    basis = ("agent_steps" if "agent_steps" in sweep.test.model_fields_set else
+           "grid search runs every valid point" if sweep.test.agent == "grid_search" else
+           "agent_steps is not set; set it, or pass dse run --steps N")
+    lines.append(f"trials to run: {to_run:,} ({basis})")
     pruning = [(r, count.pruned.get(r.name, 0)) for r in space.rules]
     active = [(r, n) for r, n in pruning if n]
     if active:
