@@ -214,6 +214,8 @@ class SweepRunner:
               flush=True)
         if left or (stopped and not exhausted and submitted < self.steps):
             print(f"resume with: dse resume {self.run_dir}", flush=True)
+        elif best is not None:
+            print(f"next: dse best {self.run_dir}  (dse report {self.run_dir} for the figures)", flush=True)
         return 1 if best is None or any(r.reason not in DETERMINISTIC_FAILURES for r in failed) else 0
 
     def _warm_start(self, limit: int = 20_000) -> None:
