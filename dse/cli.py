@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("best", help="the best trial; as a ready-to-run TOML with --toml")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--toml", action="store_true", help="print a ready-to-run test TOML of the best trial")
+    p.add_argument("--json", action="store_true",
+                   help="the best trial, the baseline, the speed-up and the GPU-hours as one JSON object")
     p.set_defaults(func=_cmd_best)
 
     p = sub.add_parser("report", help="an HTML report with figures")
@@ -213,9 +215,21 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
-    from dse.analysis import best_text
+    import json
 
-    print(best_text(args.run_dir, as_toml=args.toml))
+    from dse.analysis import best_record, best_summary, best_text, best_toml
+    from dse.storage import TrialStore
+
+    if args.json:
+        print(json.dumps(best_summary(args.run_dir), indent=1, default=str))
+    elif args.toml:
+        store = TrialStore(args.run_dir / "trials.db", readonly=True)
+        best = best_record(store.all())
+        if best is None:
+            raise InputError("no successful trial in this run", file=str(args.run_dir))
+        print(best_toml(store.get_meta("sweep_data"), best))
+    else:
+        print(best_text(args.run_dir))
     return EXIT_OK
 
 

@@ -5,12 +5,12 @@ nothing prints: the CLI does.
 """
 
 from dse.analysis import plots
+from dse.analysis._best import best_summary, best_text, write_report
 from dse.analysis._report import STATUSES, build_html, render_report
 from dse.analysis._table import (
     FIXED_BACK,
     FIXED_FRONT,
     best_record,
-    best_text,
     best_toml,
     counts_text,
     frame,
@@ -20,7 +20,6 @@ from dse.analysis._table import (
     status_text,
     total_gpu_hours,
     write_csv_atomic,
-    write_report,
     write_table,
 )
 
@@ -29,6 +28,7 @@ __all__ = [
     "FIXED_FRONT",
     "STATUSES",
     "best_record",
+    "best_summary",
     "best_text",
     "best_toml",
     "counts_text",

@@ -60,6 +60,8 @@ def render_report(
     space_summary: str,
     top: int = 20,
     out_path: Path,
+    headline: str | None = None,
+    settings: str | None = None,
 ) -> Path:
     """Write the HTML report of the trial table `df` to `out_path` (atomically) and return the path.
 
@@ -67,13 +69,17 @@ def render_report(
     text that is already redacted. `top` bounds the table of best successful trials.
     """
     out_path = Path(out_path)
-    document = build_html(df, title=title, best_toml=best_toml, space_summary=space_summary, top=top)
+    document = build_html(df, title=title, best_toml=best_toml, space_summary=space_summary, top=top,
+                          headline=headline, settings=settings)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(out_path, document)  # the umask's mode, like every other file of the run
 
 
-def build_html(df: pd.DataFrame, *, title: str, best_toml: str | None, space_summary: str, top: int = 20) -> str:
-    """The report as one HTML string (no I/O), so that it can be served or tested without a file."""
+def build_html(df: pd.DataFrame, *, title: str, best_toml: str | None, space_summary: str, top: int = 20,
+               headline: str | None = None, settings: str | None = None) -> str:
+    """The report as one HTML string (no I/O), so that it can be served or tested without a file.
+
+    `headline` (the speed-up over the baseline, `dse best`'s first line) leads; `settings` are the run's own."""
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -82,6 +88,8 @@ def build_html(df: pd.DataFrame, *, title: str, best_toml: str | None, space_sum
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         f'<p class="sub">{e(_subtitle(df))}</p>',
+        f'<p class="headline" id="headline"><strong>{e(headline)}</strong></p>' if headline else "",
+        f'<p class="sub" id="settings">run settings: {e(settings)}</p>' if settings else "",
         '<h2 id="status">Trials by status</h2>',
         _status_table(df),
         '<h2 id="best">Best configuration</h2>',

@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from dse.analysis._report import render_report
 from dse.errors import InputError
 from dse.storage import TrialStore
 from dse.tomlwrite import dumps
@@ -186,17 +185,6 @@ def status_text(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def best_text(run_dir: Path, as_toml: bool = False) -> str:
-    store = _open_store(run_dir)
-    best = best_record(store.all())
-    if best is None:
-        raise InputError("no successful trial in this run", file=str(run_dir))
-    if as_toml:
-        return best_toml(store.get_meta("sweep_data"), best)
-    return (f"trial {best.trial}: reward {best.reward:.6g}\n  params: {best.action}\n  env: {best.env}\n"
-            f"  metrics: {best.metrics}\n  config_hash: {best.config_hash}")
-
-
 def _parquet_engine() -> str:
     """pandas' parquet engine that is installed (an optional dependency); an InputError saying what to install."""
     for engine in ("pyarrow", "fastparquet"):
@@ -227,13 +215,3 @@ def write_table(run_dirs: Sequence[Path], fmt: str = "text", output: Path | None
         return text
     Path(output).write_text(text)
     return None
-
-
-def write_report(run_dir: Path, output: Path | None = None) -> Path:
-    store = _open_store(run_dir)
-    df = load_trials(run_dir)
-    best = best_record(store.all())
-    best_t = best_toml(store.get_meta("sweep_data"), best) if best else None
-    out = output or Path(run_dir) / "report.html"
-    return render_report(df, title=f"dse sweep {Path(run_dir).name}", best_toml=best_t,
-                         space_summary=str(store.get_meta("space_summary", "")), out_path=out)

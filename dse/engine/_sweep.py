@@ -25,7 +25,7 @@ from dse.engine._trials import Finished, TrialEngine
 from dse.errors import InputError
 from dse.hashing import REDACTED, config_hash, redact, scrub_secrets
 from dse.metrics import EarlyStopping, score
-from dse.space import SweepSpace, space_summary, trials_to_run
+from dse.space import SweepSpace, baseline_action, space_summary, trials_to_run
 from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.storage import ResultCache, TrialStore
 from dse.tomlwrite import write_text_atomic, write_toml_atomic
@@ -114,6 +114,7 @@ class SweepRunner:
         self.sweep, self.run_dir, self.opts = sweep, run_dir, opts
         self.space = SweepSpace(sweep)
         self.count = self.space.require_valid()
+        self.baseline = baseline_action(self.space)  # a bad `baseline` table is refused before anything is written
         test = sweep.test
         self.agent_name = opts.agent or test.agent
         self.seed = opts.seed if opts.seed is not None else _config_seed(sweep)
@@ -180,9 +181,10 @@ class SweepRunner:
                 fin = self.engine.restart(rec)
                 if fin:
                     self._on_finished(fin)
+        submitted = len(records)
         if not records:
             self._warm_start()
-        submitted = len(records)
+            submitted += self._run_baseline()
         exhausted = False
         with Interrupts() as stop, Progress(self.steps) as progress:
             while True:
@@ -252,6 +254,20 @@ class SweepRunner:
         if rec.reward is None:
             result.reward = -math.inf
         return result
+
+    def _run_baseline(self) -> int:
+        """Measure the preset's configuration first (the trial every speed-up is against); 1 if it was run."""
+        base = self.baseline
+        self.store.set_meta("baseline", {"action": base.action, "why": base.why})
+        if base.action is None or self.steps < 1:
+            print(f"baseline: none ({base.why})", flush=True)
+            return 0
+        print(f"baseline: {base.action} ({base.why})", flush=True)
+        self.agent.reserve(base.action)
+        fin = self.engine.submit(base.action, use_cache=not self.opts.no_cache, note=f"baseline: {base.why}")
+        if fin:
+            self._on_finished(fin)
+        return 1
 
     def _explain(self, action: Action) -> str | None:
         """The agent's reason for a proposal (a model-guided agent's prediction), kept in the trial's `note`."""

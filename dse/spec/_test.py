@@ -111,6 +111,8 @@ class TestDefinition(BaseModel):
     max_retries: int = 2
     # `early_stopping = true`, or an `[early_stopping]` table of its settings (`dse.metrics.EarlyStopping`)
     early_stopping: EarlyStopping | None = None
+    # the configuration to compare with (measured first): the preset's values of the swept fields by default
+    baseline: dict[str, Any] | None = None
 
     @field_validator("extra_env_vars", mode="before")
     @classmethod

@@ -1,0 +1,107 @@
+"""The performance engineer's answer: the best trial against the baseline (the preset), and what it cost.
+
+"Trial 15 is 2.1x faster than the preset (trial 1): pp 2 -> 4, mb 1 -> 2; found in 24 trials and 139
+GPU-hours (simulated)." `best_summary` is the same as data (`dse best --json`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from dse.analysis._report import render_report
+from dse.analysis._table import _open_store, _simulated, best_record, best_toml, load_trials, total_gpu_hours
+from dse.errors import InputError
+from dse.metrics import is_step_time
+from dse.trial import TrialRecord
+
+
+def _step_metric(metrics: list[str]) -> str | None:
+    return next((m for m in metrics if is_step_time(m)), None)
+
+
+def _trial(rec: TrialRecord) -> dict[str, Any]:
+    return {"trial": rec.trial, "status": rec.status.value, "params": rec.action, "env": rec.env,
+            "metrics": rec.metrics, "reward": rec.reward, "gpu_hours": rec.gpu_hours, "config_hash": rec.config_hash}
+
+
+def best_summary(run_dir: Path) -> dict[str, Any]:
+    """The best trial, the baseline and the speed-up (baseline step time / best step time), and the sweep's
+    total GPU-hours; `baseline` is null when the sweep has none, `speedup` when either lacks a step time."""
+    store = _open_store(run_dir)
+    recs = store.all()
+    best = best_record(recs)
+    if best is None:
+        raise InputError("no successful trial in this run", file=str(run_dir))
+    meta = store.get_meta("baseline") or {}
+    base_action = meta.get("action")
+    base = next((r for r in recs if base_action is not None and r.action == base_action), None)
+    step = _step_metric(list(store.get_meta("metrics", [])))
+    speedup = None
+    if base is not None and step and base.status.is_success and step in base.metrics and step in best.metrics:
+        b, w = float(base.metrics[step]), float(best.metrics[step])
+        speedup = b / w if w > 0 and math.isfinite(b) else None
+    return {
+        **_trial(best),
+        "baseline": None if base is None else {**_trial(base), "source": meta.get("why")},
+        "baseline_note": None if base is not None else meta.get("why"),
+        "speedup": speedup,
+        "step_metric": step,
+        "trials": len(recs),
+        "gpu_hours": total_gpu_hours(recs),
+        "gpu_hours_simulated": _simulated(store),
+    }
+
+
+def _diff(best: dict[str, Any], base: dict[str, Any]) -> str:
+    changed = [f"{k.rsplit('.', 1)[-1]} {base[k]} -> {v}" for k, v in best.items() if base.get(k) != v]
+    return ", ".join(changed) or "the same configuration"
+
+
+def best_text(run_dir: Path) -> str:
+    """One sentence with the speed-up and the diff of the winner against the preset, then the details."""
+    s = best_summary(run_dir)
+    cost = f"found in {s['trials']} trials and {s['gpu_hours']:.3g} GPU-hours" + (
+        " (simulated)" if s["gpu_hours_simulated"] else "")
+    base = s["baseline"]
+    if base is None:
+        head = f"trial {s['trial']} is the best; {cost} (no baseline: {s['baseline_note'] or 'none measured'})"
+    elif s["speedup"] is None:
+        head = (f"trial {s['trial']} is the best; the baseline (trial {base['trial']}) is {base['status']}; "
+                f"changes: {_diff(s['params'], base['params'])}; {cost}")
+    else:
+        head = (f"trial {s['trial']} is {s['speedup']:.2f}x faster than the baseline (trial {base['trial']}, "
+                f"{base['source']}): {_diff(s['params'], base['params'])}; {cost}")
+    step = s["step_metric"]
+    lines = [head, f"  params: {s['params']}", f"  metrics: {s['metrics']}"]
+    if base is not None and step in base["metrics"] and step in s["metrics"]:
+        lines.append(f"  {step}: {base['metrics'][step]:.4g} (baseline) -> {s['metrics'][step]:.4g}")
+    lines += [f"  env: {s['env']}", f"  config_hash: {s['config_hash']}"]
+    return "\n".join(lines)
+
+
+def _settings(run_dir: Path) -> str:
+    """The run's real settings (what `dse run` was given, not only what the sweep file says)."""
+    store = _open_store(run_dir)
+    options = store.get_meta("options", {}) or {}
+    recs = store.all()
+    starts = [r.started_at for r in recs if r.started_at]
+    ends = [r.finished_at for r in recs if r.finished_at]
+    wall = f"{(max(ends) - min(starts)) / 60:.1f} min of trials" if starts and ends else "no trial finished"
+    return (f"agent {store.get_meta('agent')}, seed {store.get_meta('seed')}, steps {store.get_meta('steps')}, "
+            f"parallel {options.get('parallel')}, executor {options.get('executor') or 'the system default'}, "
+            f"early stopping {'on' if options.get('early_stopping') else 'off'}; {wall}")
+
+
+def write_report(run_dir: Path, output: Path | None = None) -> Path:
+    """The HTML report of a run directory, led by the speed-up over the baseline and the run's settings."""
+    store = _open_store(run_dir)
+    df = load_trials(run_dir)
+    best = best_record(store.all())
+    best_t = best_toml(store.get_meta("sweep_data"), best) if best else None
+    headline = best_text(run_dir).splitlines()[0] if best else None
+    out = output or Path(run_dir) / "report.html"
+    return render_report(df, title=f"dse sweep {Path(run_dir).name}", best_toml=best_t,
+                         space_summary=str(store.get_meta("space_summary", "")), out_path=out,
+                         headline=headline, settings=_settings(run_dir))
