@@ -15,9 +15,11 @@ The package is layered; each layer imports only the ones above it in this list (
 - `dse.agents`: search agents (folder `agents/`)
 - `dse.engine`: executors, the trial engine, the sweep loop
 - `dse.envs`: the gymnasium env (folder `envs/`)
-- `dse.cli`: the `dse` command, which composes the engine with the agents
+- `dse.cli`, `dse.api`: the `dse` command and `dse.run(...)` / `dse.load(...)`, which compose the engine with
+  the agents
 
-Library entry points, re-exported here: `dse.load_trials(run_dir)` (the trial table), `dse.load_sweep(path)`,
+Library entry points, re-exported here: `dse.run(sweep, agent=..., steps=...)` and `dse.load(run_dir)` (a
+`RunResult`: `.trials`, `.best`, `.baseline`, `.speedup`, `.run_dir`), `dse.load_trials(run_dir)`, `dse.load_sweep(path)`,
 `dse.SweepSpace(sweep)`, `dse.plots`, and the trial vocabulary (`TrialStatus`, `TrialRecord`).
 """
 
@@ -28,24 +30,31 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dse.analysis import load_trials, plots
+    from dse.api import RunResult, load, run
     from dse.space import SweepSpace
     from dse.spec import Sweep, load_sweep
     from dse.trial import FailureReason, TrialRecord, TrialResult, TrialStatus
 
 __all__ = [
     "FailureReason",
+    "RunResult",
     "Sweep",
     "SweepSpace",
     "TrialRecord",
     "TrialResult",
     "TrialStatus",
+    "load",
     "load_sweep",
     "load_trials",
     "plots",
+    "run",
 ]
 
 _LAZY = {  # lazy: `import dse` stays cheap for the CLI (pandas, optuna and matplotlib load on first use)
     "load_trials": "dse.analysis",
+    "run": "dse.api",
+    "load": "dse.api",
+    "RunResult": "dse.api",
     "plots": "dse.analysis",
     "load_sweep": "dse.spec",
     "Sweep": "dse.spec",

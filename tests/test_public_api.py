@@ -44,3 +44,19 @@ def test_top_level_facade_lists_what_it_exports() -> None:
         assert getattr(dse, name) is not None
     with pytest.raises(AttributeError):
         dse.no_such_name  # noqa: B018
+
+
+def test_one_call_run_and_load(tmp_path: Path) -> None:
+    """`dse.run(...)` returns the run with its table, best, baseline and speed-up; `dse.load` gives the same."""
+    import dse
+
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('name = "api"\ntest_template_name = "Command"\nbaseline = { x = 3 }\n[cmd_args]\n'
+                     'command = "echo \'{{\\"step-time\\": {x}}}\' > metrics.json"\nx = [3, 1, 2]\n')
+    result = dse.run(sweep, agent="grid_search", out=tmp_path / "runs", no_cache=True, executor="debug")
+    assert result.exit_code == 0 and result.run_dir.parent == tmp_path / "runs"
+    assert len(result.trials) == 3 and result.trials.iloc[0]["param.x"] == 3
+    assert result.best is not None and result.best["params"] == {"x": 1}
+    assert result.baseline is not None and result.baseline["params"] == {"x": 3} and result.speedup == 3.0
+    again = dse.load(result.run_dir)
+    assert again.best == result.best and again.exit_code is None
