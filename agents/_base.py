@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from dse.space import SweepSpace
 
 BUILTIN_MODULES = {"grid_search": "dse.agents._grid", "random_search": "dse.agents._random",
-                   "optuna": "dse.agents._optuna"}
+                   "optuna": "dse.agents._optuna", "model_guided": "dse.agents._model_guided"}
 
 
 class AgentConfig(BaseModel):
@@ -61,6 +61,7 @@ class Agent(ABC):
 
     name: ClassVar[str] = ""
     accepts_env_params: ClassVar[bool] = False
+    warm_start: ClassVar[bool] = False  # True: the engine tells it the cache's results of the space before it asks
     config_model: ClassVar[type[AgentConfig]] = AgentConfig  # the agent_config keys this agent accepts
 
     def __init__(

@@ -12,7 +12,7 @@ from importlib import metadata
 __all__ = ["BUILTIN_AGENTS", "ENTRY_POINT_GROUP", "known_agent_names", "note_agent_name", "forget_agent_name"]
 
 ENTRY_POINT_GROUP = "dse.agents"
-BUILTIN_AGENTS = ("grid_search", "random_search", "optuna")
+BUILTIN_AGENTS = ("grid_search", "random_search", "optuna", "model_guided")
 _REGISTERED: set[str] = set()
 
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.register_assert_rewrite("agent_contract")
 
-from agent_contract import AgentContract, build_space, check_action  # noqa: E402
+from agent_contract import SPACES, AgentContract, build_space, check_action  # noqa: E402
 
 from dse.agent_names import BUILTIN_AGENTS  # noqa: E402
 from dse.agents import Agent, AgentConfig, create_agent, get_agent_class, register_agent, unregister_agent  # noqa: E402
@@ -60,6 +60,68 @@ class TestOptunaRandomSampler(AgentContract):
     agent_config: ClassVar[dict[str, Any]] = {"sampler": "random"}
 
 
+# model_guided needs a performance model: it runs the contract on Megatron spaces only (rules, a user constraint,
+# string/bool/env-var dimensions the model ignores, points the model says do not fit, a single point).
+MEGATRON_SPACES = {
+    "rules": SPACES["rules"],
+    "constrained": """
+name = "mc"
+test_template_name = "MegatronBridgeSim"
+constraints = ["tp * pp <= 4"]
+[cmd_args]
+gpu_type = "h100"
+num_gpus = 8
+model_family_name = "llama"
+model_recipe_name = "llama3_8b"
+tp = [1, 2, 4, 8]
+pp = [1, 2, 4]
+mb = [1, 2]
+gb = 128
+""",
+    "mixed": """
+name = "mm"
+test_template_name = "MegatronBridgeSim"
+[cmd_args]
+gpu_type = "h100"
+num_gpus = 32
+model_family_name = "llama"
+model_recipe_name = "llama3_70b"
+compute_dtype = "fp8_cs"
+tp = [2, 8]
+pp = [1, 4]
+cuda_graph_impl = ["none", "local"]
+use_megatron_fsdp = [false, true]
+gb = 128
+[extra_env_vars]
+NCCL_ALGO = ["Ring", "Tree"]
+""",
+    "single": """
+name = "ms"
+test_template_name = "MegatronBridgeSim"
+[cmd_args]
+gpu_type = "h100"
+num_gpus = 8
+model_family_name = "llama"
+model_recipe_name = "llama3_8b"
+tp = [2]
+gb = 128
+""",
+}
+
+
+class TestModelGuided(AgentContract):
+    agent_name = "model_guided"
+
+    @pytest.fixture(params=sorted(MEGATRON_SPACES))
+    def space(self, request: pytest.FixtureRequest, tmp_path: Path) -> SweepSpace:
+        return build_space(tmp_path, request.param)
+
+    @pytest.fixture(autouse=True)
+    def _megatron_spaces(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name, text in MEGATRON_SPACES.items():  # build_space (the config test's too) reads these
+            monkeypatch.setitem(SPACES, name, text)
+
+
 class TestPluginAgent(AgentContract):
     agent_name = PLUGIN
     agent_config: ClassVar[dict[str, Any]] = {"order": "down"}
@@ -99,7 +161,9 @@ def test_a_plugin_writes_only_ask_and_the_default_tell_records(space: SweepSpace
 
 
 @pytest.mark.parametrize("name", BUILTIN_AGENTS)
-def test_builtins_are_built_from_space_seed_and_config_alone(name: str, space: SweepSpace) -> None:
+def test_builtins_are_built_from_space_seed_and_config_alone(name: str, space: SweepSpace, tmp_path: Path) -> None:
+    if name == "model_guided":  # it needs a performance model: a Megatron sweep
+        space = build_space(tmp_path, "rules")
     agent = create_agent(name, space, seed=3, config={"random_seed": 3})  # no steps: the engine's own budget
     assert agent.steps is None and agent.seed == 3
     assert check_action(space, agent.ask()) >= 0
