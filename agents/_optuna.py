@@ -148,6 +148,10 @@ class OptunaAgent(Agent):
             directions=directions,
             load_if_exists=True,
         )
+        self._attrs: dict[str, Any] = {}
+        if not self.multi:  # name the objective: it is the reward, 1/step-time by default
+            self.study.set_metric_names([f"reward ({self.space.sweep.test.agent_reward_function} of "
+                                         f"{self.space.sweep.test.agent_metrics[0]})"])
         self._rng = np.random.default_rng(self.seed)
         self._trial_of: dict[int, optuna.trial.Trial | int | None] = {}  # in flight -> its trial (None: reserved)
         self._known: dict[int, list[float] | None] = {}  # index -> objective values (None: failed)
@@ -260,6 +264,9 @@ class OptunaAgent(Agent):
         return [-math.inf if d == StudyDirection.MAXIMIZE else math.inf for d in self.study.directions]
 
     def _tell_trial(self, trial: optuna.trial.Trial | int, values: list[float] | None, infeasible: bool) -> None:
+        if isinstance(trial, optuna.trial.Trial):
+            for key, value in self._attrs.items():
+                trial.set_user_attr(key, value)
         if infeasible and self.constrained and isinstance(trial, optuna.trial.Trial):
             trial.set_constraint(INFEASIBLE, 1.0)
             self.study.tell(trial, self._worst())
@@ -274,12 +281,14 @@ class OptunaAgent(Agent):
         if not math.isfinite(partial):
             partial = 0.0  # below any real reward (a positive inverse step time)
         if isinstance(trial, optuna.trial.Trial):
+            for key, value in self._attrs.items():
+                trial.set_user_attr(key, value)
             trial.report(partial, step=0)
             self.study.tell(trial, state=TrialState.PRUNED)
         elif trial is None:
             self.study.add_trial(optuna.trial.create_trial(
                 params=self._params(index), distributions=self.distributions, state=TrialState.PRUNED,
-                intermediate_values={0: partial}))
+                intermediate_values={0: partial}, user_attrs=dict(self._attrs)))
         else:
             self.study.tell(trial, state=TrialState.PRUNED)
 
@@ -292,7 +301,8 @@ class OptunaAgent(Agent):
             kw = {"state": TrialState.FAIL}
         else:
             kw = {"values": values}
-        self.study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions, **kw))
+        self.study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions,
+                                                       user_attrs=dict(self._attrs), **kw))
 
     # ---- ask/tell ----------------------------------------------------------------------------------
     def _taken(self) -> set[int]:
@@ -366,6 +376,9 @@ class OptunaAgent(Agent):
     def tell(self, action: Mapping[str, Any], result: TrialResult) -> None:
         index = self.index_of(action)
         values = self._objective(result)
+        # which dse trial each study trial is; results the cache told before the run are marked as such
+        self._attrs = {"dse_trial": result.trial} if result.trial is not None else (
+            {"dse_cached": True} if result.status == "cached" else {})
         trial = self._trial_of.pop(index, None)
         if trial is None:
             trial = self._stale.pop(index, None)

@@ -137,6 +137,7 @@ class TrialResult:
     status: str
     values: list[float] = field(default_factory=list)
     reason: str | None = None  # why a failed trial failed (out-of-memory, exit-code, timeout...)
+    trial: int | None = None  # the dse trial number; None for what the cache told before the run (warm start)
 
     @property
     def ok(self) -> bool:
@@ -254,4 +255,5 @@ class TrialRecord:
     def result(self, values: list[float] | None = None) -> TrialResult:
         """What the agent hears of this finished trial."""
         reward = float("nan") if self.reward is None else float(self.reward)
-        return TrialResult(reward=reward, status=self.status.value, values=list(values or []), reason=self.reason)
+        return TrialResult(reward=reward, status=self.status.value, values=list(values or []), reason=self.reason,
+                           trial=self.trial)

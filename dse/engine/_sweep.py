@@ -183,8 +183,14 @@ class SweepRunner:
                     self._on_finished(fin)
         submitted = len(records)
         if not records:
-            self._warm_start()
+            cached_best = self._warm_start()
             submitted += self._run_baseline()
+            if cached_best is not None and cached_best != self.baseline.action and submitted < self.steps:
+                submitted += 1  # the cache's best: a free cache hit that makes this run's best the true one
+                self.agent.reserve(cached_best)
+                fin = self.engine.submit(cached_best, note="the cache's best result for this space (warm start)")
+                if fin:
+                    self._on_finished(fin)
         exhausted = False
         with Interrupts() as stop, Progress(self.steps) as progress:
             while True:
@@ -220,13 +226,15 @@ class SweepRunner:
             print(f"next: dse best {self.run_dir}  (dse report {self.run_dir} for the figures)", flush=True)
         return 1 if best is None or any(r.reason not in DETERMINISTIC_FAILURES for r in failed) else 0
 
-    def _warm_start(self, limit: int = 20_000) -> None:
-        """Tell a model-based agent what the shared cache already knows about this space, before it asks."""
+    def _warm_start(self, limit: int = 20_000) -> Action | None:
+        """Tell a model-based agent what the shared cache already knows about this space, before it asks;
+        returns the cache's best point of the space (re-run as a free cache hit, so the run's best is true)."""
         cache = self.engine.cache
         if (cache is None or not getattr(self.agent, "warm_start", False) or self.space.env.dimensions
                 or self.count.valid > limit):
-            return
+            return None
         told = 0
+        best: tuple[float, Action] | None = None
         metrics = list(self.sweep.test.agent_metrics)
         for index in self.space.iter_valid():
             action = self.space.agent.decode(index)
@@ -235,15 +243,18 @@ class SweepRunner:
                 continue
             if entry.status == "completed" and all(m in entry.metrics for m in metrics):
                 values = [entry.metrics[m] for m in metrics]
-                self.agent.tell(action, TrialResult(reward=score(self.engine.reward_name, values, True),
-                                                    status=TrialStatus.CACHED, values=values))
+                reward = score(self.engine.reward_name, values, True)
+                self.agent.tell(action, TrialResult(reward=reward, status=TrialStatus.CACHED, values=values))
                 told += 1
+                if best is None or reward > best[0]:
+                    best = (reward, action)
             elif entry.status == "failed":
                 self.agent.tell(action, TrialResult(reward=-math.inf, status=TrialStatus.FAILED, values=[],
                                                     reason=entry.reason))
                 told += 1
         if told:
-            print(f"warm start: told the optuna study {told} cached results of this space", flush=True)
+            print(f"warm start: told agent {self.agent_name} {told} cached results of this space", flush=True)
+        return None if best is None else best[1]
 
     def _result(self, rec: TrialRecord) -> TrialResult:
         """What the agent hears of a finished record: values in agent_metrics order (a cached record keeps the
