@@ -275,7 +275,8 @@ class SweepRunner:
             return 0
         print(f"baseline: {base.action} ({base.why})", flush=True)
         self.agent.reserve(base.action)
-        fin = self.engine.submit(base.action, use_cache=not self.opts.no_cache, note=f"baseline: {base.why}")
+        fin = self.engine.submit(base.action, use_cache=not self.opts.no_cache, note=f"baseline: {base.why}",
+                                 prunable=False)  # never stopped early: every speed-up is against its full run
         if fin:
             self._on_finished(fin)
         return 1

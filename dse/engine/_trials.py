@@ -74,6 +74,7 @@ class _InFlight:
     gpus: int = 0
     started: float = field(default_factory=time.time)  # this attempt's start, for its GPU-hours
     tail: LogTail = field(default_factory=LogTail)
+    prunable: bool = True  # False for the baseline: the speed-up is measured against its full run
 
 
 @dataclass
@@ -132,7 +133,8 @@ class TrialEngine:
         }
 
     def submit(self, action: dict[str, Any], use_cache: bool = True, *,
-               env: dict[str, Any] | None = None, note: str | None = None) -> Finished | None:
+               env: dict[str, Any] | None = None, note: str | None = None,
+               prunable: bool = True) -> Finished | None:
         """Start one trial; returns it at once when it is infeasible or a cache hit, else None.
 
         `env` is the trial's env_params draw when the caller made it (the gymnasium env draws from its own
@@ -140,9 +142,9 @@ class TrialEngine:
         if env is None:
             env = draw_env_params(self.space, self.seed, self.store.next_trial_number())
         rec = self.store.reserve(action, env, note)
-        return self._start(rec, use_cache)
+        return self._start(rec, use_cache, prunable)
 
-    def _start(self, rec: TrialRecord, use_cache: bool) -> Finished | None:
+    def _start(self, rec: TrialRecord, use_cache: bool, prunable: bool = True) -> Finished | None:
         cfg = self.space.resolve(rec.action, rec.env)
         broken = self.space.violations(rec.action, rec.env)
         payload_hash = config_hash(self.config_payload(cfg))
@@ -176,7 +178,7 @@ class TrialEngine:
         rec = rec.submitted(handle.job_id, str(trial_dir))
         self.store.save(rec)
         self.in_flight[rec.trial] = _InFlight(rec, cfg, handle, trial_dir, payload_hash,
-                                              gpus=self.workload.gpus(cfg, spec))
+                                              gpus=self.workload.gpus(cfg, spec), prunable=prunable)
         return None
 
     def reattach(self, rec: TrialRecord) -> bool:
@@ -206,7 +208,7 @@ class TrialEngine:
             if fl.handle.job_id and fl.handle.job_id != fl.record.job_id:  # a launcher printed its job's id
                 fl.record = fl.record.with_job_id(fl.handle.job_id)
                 self.store.save(fl.record)
-            if self.early_stopping is not None and self.best_step_time is not None:
+            if self.early_stopping is not None and self.best_step_time is not None and fl.prunable:
                 times = fl.tail.read(self.workload.progress_logs(fl.trial_dir))
                 stop = verdict(times, self.best_step_time, self.early_stopping)
                 if stop is not None:
@@ -224,7 +226,8 @@ class TrialEngine:
             else:
                 outcome = self.workload.collect(fl.cfg, fl.trial_dir, result.returncode)
             if not outcome.ok and outcome.reason in TRANSIENT and rec.attempts <= self.max_retries:
-                self._start(rec.retrying(outcome.error, gpu_hours=self._burned(fl)), use_cache=False)
+                self._start(rec.retrying(outcome.error, gpu_hours=self._burned(fl)), use_cache=False,
+                            prunable=fl.prunable)
                 continue
             done.append(self._conclude(rec, outcome, fl.payload_hash, self._spent(fl, outcome)))
         return done
