@@ -203,3 +203,19 @@ def test_early_stopping_cancels_the_slow_training_job(tmp_path: Path) -> None:
     pruned_job = str(df.loc[1, "job_id"])
     assert wait_for(lambda: any(j == pruned_job and s.startswith("CANCELLED") for j, _, s, _ in
                                 _sacct_jobs(since, tmp_path)), timeout_s=60), _sacct_jobs(since, tmp_path)
+
+
+def test_model_guided_with_early_stopping_on_the_real_launcher_path(tmp_path: Path) -> None:
+    """`dse run --agent model_guided --early-stopping` through the stand-in launcher on the local Slurm."""
+    url, tag = make_standin_repo(tmp_path / "src")
+    out = tmp_path / "o"
+    sweep = _sweep(tmp_path, url, tag, mbs="[1, 2, 4]").read_text().replace("max_steps = 4", "max_steps = 30")
+    path = write_toml(tmp_path / "mg.toml", sweep)
+    r = _dse(tmp_path, "run", str(path), "--system", str(_system(tmp_path)), "--out", str(out), "--agent",
+             "model_guided", "--steps", "3", "--early-stopping", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    df = load_trials(_run_dir(out))
+    assert len(df) == 3 and set(df["status"]) <= {"completed", "pruned"}, df[["status", "error"]]
+    assert str(df.iloc[0]["note"]).startswith("baseline") and df.iloc[0]["status"] == "completed"
+    assert df.iloc[1:]["note"].str.startswith("model:").all()
+    assert sorted(df["param.mb"]) == [1, 2, 4]
