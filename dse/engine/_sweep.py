@@ -253,7 +253,8 @@ class SweepRunner:
                                                     reason=entry.reason))
                 told += 1
         if told:
-            print(f"warm start: told agent {self.agent_name} {told} cached results of this space", flush=True)
+            whom = "the optuna study" if self.agent_name == "optuna" else f"agent {self.agent_name}"
+            print(f"warm start: told {whom} {told} cached results of this space", flush=True)
         return None if best is None else best[1]
 
     def _result(self, rec: TrialRecord) -> TrialResult:
