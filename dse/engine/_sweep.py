@@ -185,8 +185,9 @@ class SweepRunner:
         if not records:
             cached_best = self._warm_start()
             submitted += self._run_baseline()
-            if cached_best is not None and cached_best != self.baseline.action and submitted < self.steps:
-                submitted += 1  # the cache's best: a free cache hit that makes this run's best the true one
+            if cached_best is not None and cached_best != self.baseline.action:
+                # the cache's best: a free cache hit (not one of the `steps` new trials) that makes this run's
+                # best the true one
                 self.agent.reserve(cached_best)
                 fin = self.engine.submit(cached_best, note="the cache's best result for this space (warm start)")
                 if fin:
