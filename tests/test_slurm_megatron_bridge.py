@@ -192,6 +192,7 @@ def test_early_stopping_cancels_the_slow_training_job(tmp_path: Path) -> None:
     since = _now()
     out = tmp_path / "o"
     sweep = _sweep(tmp_path, url, tag, mbs="[4, 1]").read_text().replace("max_steps = 4", "max_steps = 80")
+    sweep = sweep.replace('time_limit = "00:10:00"', 'time_limit = "00:10:00"\nbaseline = { mb = 4 }')  # fast first
     path = write_toml(tmp_path / "es.toml", sweep)
     r = _dse(tmp_path, "run", str(path), "--system", str(_system(tmp_path)), "--out", str(out), "--early-stopping",
              timeout=300)
