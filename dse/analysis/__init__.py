@@ -4,9 +4,12 @@ Everything here reads run directories (never writes to their stores) and returns
 nothing prints: the CLI does.
 """
 
-from dse.analysis import plots
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dse.analysis._best import best_summary, best_text, write_report
-from dse.analysis._report import STATUSES, build_html, render_report
 from dse.analysis._table import (
     FIXED_BACK,
     FIXED_FRONT,
@@ -22,6 +25,23 @@ from dse.analysis._table import (
     write_csv_atomic,
     write_table,
 )
+
+if TYPE_CHECKING:
+    from dse.analysis import plots
+    from dse.analysis._report import STATUSES, build_html, render_report
+
+# the figures and the report load matplotlib: only when asked for (the driver and `dse status` never are)
+_LAZY = {"plots": "dse.analysis.plots", "STATUSES": "dse.analysis._report", "build_html": "dse.analysis._report",
+         "render_report": "dse.analysis._report"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "plots":
+        return importlib.import_module("dse.analysis.plots")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dse.analysis' has no attribute {name!r}")
+
 
 __all__ = [
     "FIXED_BACK",

@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dse.analysis._report import render_report
 from dse.analysis._table import _open_store, _simulated, best_record, best_toml, load_trials, total_gpu_hours
 from dse.errors import InputError
 from dse.metrics import is_step_time
@@ -96,6 +95,10 @@ def _settings(run_dir: Path) -> str:
 
 def write_report(run_dir: Path, output: Path | None = None) -> Path:
     """The HTML report of a run directory, led by the speed-up over the baseline and the run's settings."""
+    from dse.analysis._report import (
+        render_report,  # here: the figures load matplotlib, the rest never needs it
+    )
+
     store = _open_store(run_dir)
     df = load_trials(run_dir)
     best = best_record(store.all())
