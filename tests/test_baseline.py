@@ -38,7 +38,7 @@ mb = [1, 2]
 def _run(tmp_path: Path, text: str, name: str = "s") -> Path:
     out = tmp_path / f"out-{name}"
     r = dse("run", str(write_toml(tmp_path / f"{name}.toml", text)), "--out", str(out), "--no-cache",
-            "--executor", "local")
+            "--executor", "debug")
     assert r.returncode in (0, 1), r.stdout + r.stderr
     (run,) = [p for p in out.iterdir() if p.is_dir()]
     return run

@@ -171,8 +171,8 @@ def test_simulated_trials_cost_simulated_gpu_hours_and_are_stopped_over_simulate
             + "".join(f"{k} = {json.dumps(v)}\n" for k, v in base.items()) + "tp = [1, 4]\n")
     path = write_toml(tmp_path / "sim.toml", text)
     out = tmp_path / "runs"
-    # the slow run would take ~20 s of wall time; the fast one runs first
-    scale = 20.0 / (12 * slow.step_time_s + 30)
+    # the slow run would take ~10 s of wall time; the fast one runs first
+    scale = 10.0 / (12 * slow.step_time_s + 30)
     r = dse("run", str(path), "--out", str(out), "--no-cache", "--early-stopping", "--executor", "local",
             "--time-scale", f"{scale:.4f}", "--agent", "grid_search", "--steps", "2")
     assert r.returncode == 0, r.stdout + r.stderr

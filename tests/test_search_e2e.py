@@ -28,11 +28,11 @@ def _run_dir(out: Path) -> Path:
 
 def test_model_guided_with_early_stopping_on_the_simulator(tmp_path: Path) -> None:
     out = tmp_path / "o"
-    r = dse("run", str(DEMO), "--agent", "model_guided", "--steps", "8", "--parallel", "2", "--early-stopping",
-            "--time-scale", "0.01", "--out", str(out), "--cache", str(tmp_path / "c.db"), "--executor", "local")
+    r = dse("run", str(DEMO), "--agent", "model_guided", "--steps", "6", "--parallel", "2", "--early-stopping",
+            "--time-scale", "0.004", "--out", str(out), "--cache", str(tmp_path / "c.db"), "--executor", "local")
     assert r.returncode == 0, r.stdout + r.stderr
     df = load_trials(_run_dir(out))
-    assert len(df) == 8 and str(df.iloc[0]["note"]).startswith("baseline")
+    assert len(df) == 6 and str(df.iloc[0]["note"]).startswith("baseline")
     proposed = df.iloc[1:]
     assert proposed["note"].str.startswith("model:").all()  # each proposal says what the model predicted
     assert df.iloc[0]["status"] == "completed"  # the baseline is never stopped early: the speed-up needs it whole
