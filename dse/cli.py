@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Explain a sweep's search space: dimensions, env_params, total and valid "
                                    "points, and how many points each parallelism rule prunes.")
     _add_sweep_args(p)
+    p.add_argument("--json", action="store_true", help="the space as one JSON object")
     p.set_defaults(func=_cmd_space)
 
     p = sub.add_parser("dry-run", help="the first N trials' commands and job scripts; submits nothing",
@@ -88,7 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="counts by status, best so far, jobs in flight")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("--json", action="store_true", help="as one JSON object")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("compare", help="several runs side by side: agent, trials, best, speed-up, GPU-hours",
+                       description="One row per run: its agent, trials, best trial and step time, speed-up over "
+                                   "its baseline and GPU-hours (`dse table R1 R2` gives every trial of them).")
+    p.add_argument("run_dirs", type=Path, nargs="+")
+    p.add_argument("--json", action="store_true", help="as a JSON list")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("table", help="the trial table")
     p.add_argument("run_dir", type=Path, nargs="+")
@@ -109,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("agents", help="registered agents and reward functions")
+    p.add_argument("--json", action="store_true", help="as one JSON object")
     p.set_defaults(func=_cmd_agents)
     return parser
 
@@ -136,9 +146,25 @@ def _cmd_space(args: argparse.Namespace) -> int:
     space = SweepSpace(sweep)
     _check_agent_accepts_env(sweep, space)
     text, count = space_summary(space)
-    print(text)
+    if args.json:
+        from dse.space import trials_to_run
+
+        print(_json({"sweep": sweep.name, "source": str(sweep.source), "workload": sweep.workload,
+                     "simulated": sweep.kind.simulated, "agent": sweep.test.agent,
+                     "dimensions": {d.path: list(d.values) for d in space.agent.dimensions},
+                     "env_params": {d.path: list(d.values) for d in space.env.dimensions},
+                     "total": count.total, "valid": count.valid, "trials_to_run": trials_to_run(space, count),
+                     "pruned_by_rule": {k: v for k, v in count.pruned.items() if v}}))
+    else:
+        print(text)
     space.require_valid(count)
     return EXIT_OK
+
+
+def _json(data: object) -> str:
+    import json
+
+    return json.dumps(data, indent=1, default=str)
 
 
 def _check_agent_accepts_env(sweep, space) -> None:  # type: ignore[no-untyped-def]
@@ -199,9 +225,25 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from dse.analysis import status_text
+    from dse.analysis import status_summary, status_text
 
-    print(status_text(args.run_dir))
+    print(_json(status_summary(args.run_dir)) if args.json else status_text(args.run_dir))
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from dse.analysis import compare_runs
+
+    rows = compare_runs(args.run_dirs)
+    if args.json:
+        print(_json(rows))
+        return EXIT_OK
+    print(f"{'run':<44} {'agent':<14} {'trials':>6} {'best':>5} {'step time':>10} {'speed-up':>8} {'GPU-h':>8}")
+    for r in rows:
+        step = "-" if r["best_step_time"] is None else f"{r['best_step_time']:.4g}"
+        speed = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
+        print(f"{Path(r['run']).name[:44]:<44} {str(r['agent'])[:14]:<14} {r['trials']:>6} "
+              f"{str(r['best_trial'] or '-'):>5} {step:>10} {speed:>8} {r['gpu_hours']:>8.3g}")
     return EXIT_OK
 
 
@@ -244,6 +286,11 @@ def _cmd_agents(args: argparse.Namespace) -> int:
     from dse.agents import agent_classes
     from dse.metrics import reward_names
 
+    if args.json:
+        print(_json({"agents": [{"name": name, "doc": (cls.__doc__ or "").strip().split("\n")[0],
+                                 "accepts_env_params": cls.accepts_env_params} for name, cls in
+                                sorted(agent_classes().items())], "reward_functions": reward_names()}))
+        return EXIT_OK
     print("agents:")
     for name, cls in sorted(agent_classes().items()):
         env = "accepts env_params" if getattr(cls, "accepts_env_params", False) else "fixed environment only"

@@ -83,3 +83,24 @@ def test_a_bad_baseline_is_one_line_naming_the_field(tmp_path: Path) -> None:
     r = dse("run", str(write_toml(tmp_path / "b2.toml", bad)), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "baseline.tp" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_json_views_and_compare_of_runs(tmp_path: Path) -> None:
+    """`dse status/space/agents --json`, and `dse compare RUN...` (one row per run)."""
+    run = _run(tmp_path, SIM)
+    space = json.loads(dse("space", str(tmp_path / "s.toml"), "--json").stdout)
+    assert space["dimensions"] == {"tp": [1, 2], "pp": [1, 2], "mb": [1, 2]} and space["trials_to_run"] == 6
+    assert space["simulated"] is True and space["total"] == 8 and 0 < space["valid"] <= 8
+    status = json.loads(dse("status", str(run), "--json").stdout)
+    ran = min(6, space["valid"])  # random search draws valid points without replacement
+    assert status["trials"] == ran and sum(status["counts"].values()) == ran
+    assert status["best"]["baseline"]["trial"] == 1 and status["in_flight"] == []
+    assert status["gpu_hours"] > 0 and status["gpu_hours_simulated"] is True
+    agents = json.loads(dse("agents", "--json").stdout)
+    assert {"grid_search", "random_search", "optuna", "model_guided"} <= {a["name"] for a in agents["agents"]}
+    other = _run(tmp_path, SIM.replace('agent = "random_search"', 'agent = "model_guided"'), "mg")
+    rows = json.loads(dse("compare", str(run), str(other), "--json").stdout)
+    assert [r["agent"] for r in rows] == ["random_search", "model_guided"]
+    assert all(r["speedup"] is not None and r["gpu_hours"] > 0 for r in rows)
+    text = dse("compare", str(run), str(other)).stdout.splitlines()
+    assert len(text) == 3 and "speed-up" in text[0] and all(len(line) <= 110 for line in text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from dse.analysis._best import best_summary, best_text, write_report
+from dse.analysis._best import best_summary, best_text, compare_runs, status_summary, write_report
 from dse.analysis._table import (
     FIXED_BACK,
     FIXED_FRONT,
@@ -53,12 +53,14 @@ __all__ = [
     "best_toml",
     "counts_text",
     "build_html",
+    "compare_runs",
     "frame",
     "gpu_hours_text",
     "load_trials",
     "plots",
     "render_report",
     "status_counts",
+    "status_summary",
     "status_text",
     "total_gpu_hours",
     "write_csv_atomic",

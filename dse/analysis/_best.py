@@ -10,7 +10,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dse.analysis._table import _open_store, _simulated, best_record, best_toml, load_trials, total_gpu_hours
+from dse.analysis._table import (
+    _open_store,
+    _simulated,
+    best_record,
+    best_toml,
+    load_trials,
+    status_counts,
+    total_gpu_hours,
+)
 from dse.errors import InputError
 from dse.metrics import is_step_time
 from dse.trial import TrialRecord
@@ -108,3 +116,32 @@ def write_report(run_dir: Path, output: Path | None = None) -> Path:
     return render_report(df, title=f"dse sweep {Path(run_dir).name}", best_toml=best_t,
                          space_summary=str(store.get_meta("space_summary", "")), out_path=out,
                          headline=headline, settings=_settings(run_dir))
+
+
+def status_summary(run_dir: Path) -> dict[str, Any]:
+    """`dse status --json`: the trials by kind, the jobs in flight, the GPU-hours and the best so far."""
+    store = _open_store(run_dir)
+    recs = store.all()
+    running = [r for r in recs if not r.status.is_finished]
+    try:
+        best: dict[str, Any] | None = best_summary(run_dir)
+    except InputError:
+        best = None
+    return {"run": str(run_dir), "trials": len(recs), "counts": status_counts(recs),
+            "in_flight": [{"trial": r.trial, "job_id": r.job_id} for r in running],
+            "gpu_hours": total_gpu_hours(recs), "gpu_hours_simulated": _simulated(store), "best": best}
+
+
+def compare_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """One row per run (`dse compare`): its agent, trials, best step time, speed-up and GPU-hours."""
+    rows = []
+    for run_dir in run_dirs:
+        store = _open_store(run_dir)
+        status = status_summary(run_dir)
+        best = status["best"]
+        step = best["step_metric"] if best else None
+        rows.append({"run": str(run_dir), "agent": store.get_meta("agent"), "seed": store.get_meta("seed"),
+                     "trials": status["trials"], "best_trial": best["trial"] if best else None,
+                     "best_step_time": best["metrics"].get(step) if best and step else None,
+                     "speedup": best["speedup"] if best else None, "gpu_hours": status["gpu_hours"]})
+    return rows
