@@ -246,3 +246,15 @@ def test_all_failed_says_so() -> None:
 def test_figure_shows_itself_in_jupyter() -> None:
     png = plots.convergence(REAL)._repr_png_()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+def test_convergence_against_gpu_hours_spent() -> None:
+    """The cost view of convergence: each trial sits at the GPU-hours spent up to it."""
+    df = pd.DataFrame({"trial": [1, 2, 3], "status": ["completed", "failed", "completed"],
+                       "reward": [0.5, float("-inf"), 1.0], "metric.step-time": [2.0, float("nan"), 1.0],
+                       "gpu_hours": [4.0, 0.5, 2.0]})
+    fig = plots.convergence(df, metric="step-time", x="gpu_hours")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "GPU-hours spent"
+    line = next(line for line in ax.get_lines() if line.get_label() == "best so far")
+    assert list(line.get_xdata())[:2] == [4.0, 6.5] and list(line.get_ydata())[:2] == [2.0, 1.0]

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 from dse.analysis._report import STATUSES, render_report  # noqa: E402
 
 EVIL = "<script>alert('pwned')</script>"
-N_FIGURES = 6  # convergence (reward), convergence (metric), parameter effects, parallel, Pareto, env
+N_FIGURES = 7  # six, and the best so far against the GPU-hours spent (#16)
 
 
 def trials(n: int = 48, seed: int = 3, run: str | None = None) -> pd.DataFrame:
@@ -199,3 +199,14 @@ def test_multi_run_table_names_the_run(tmp_path: Path) -> None:
     assert len(page.top_rows) == 5
     assert all(row[1] in {"run-a", "run-b"} for row in page.top_rows)
     assert any("2 runs" in t for t in page.text)
+
+
+def test_failures_are_grouped_not_repeated(tmp_path: Path) -> None:
+    """Ten out-of-memory trials are one row with their trial numbers and one example, not ten copies."""
+    df = trials(12)
+    df["status"] = ["completed", "completed"] + ["failed"] * 10
+    df["error"] = ["", ""] + ["out-of-memory: CUDA out of memory"] * 9 + ["exit-code: exit code 3"]
+    document, page = _render(tmp_path, df)
+    failures = document[document.index('class="failures"'):document.index('id="figures"')]
+    assert failures.count("CUDA out of memory") == 1 and failures.count("<tr>") == 3  # header, OOM, exit-code
+    assert "3, 4, 5, 6, 7, 8, 9, 10, 11" in failures and "exit code 3" in failures

@@ -189,30 +189,32 @@ def _top_table(df: pd.DataFrame, top: int) -> str:
 
 
 def _failure_table(df: pd.DataFrame) -> str:
+    """Failed and infeasible trials grouped by what went wrong (ten out-of-memory trials are one row, with
+    their trial numbers and one example of the error), most frequent first."""
     bad = _statuses(df).isin(_FAILED).reindex(df.index, fill_value=False)
     if not bad.any():
         return "<p>None.</p>"
     rows = df[bad]
     if "trial" in rows.columns:
         rows = rows.sort_values("trial", kind="stable")
-    shown = rows.head(_MAX_ERRORS)
-    columns = [c for c in ("run", "trial", "status", "attempts", "job_id", "error") if c in df.columns]
-    head = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
+    errors = rows["error"] if "error" in rows.columns else pd.Series("", index=rows.index)
+    kinds = errors.map(lambda v: "" if _is_missing(v) else str(v).split(":", 1)[0].strip()[:60])
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for idx in rows.index:
+        groups.setdefault((str(_statuses(df).loc[idx]), str(kinds.loc[idx]) or "-"), []).append(idx)
+    head = "<tr><th>status</th><th>what</th><th>trials</th><th>which</th><th>example error</th></tr>"
     body = []
-    for _, row in shown.iterrows():
-        cells = []
-        for c in columns:
-            if c == "error":
-                text = "" if _is_missing(row[c]) else str(row[c])
-                if len(text) > _ERROR_CHARS:
-                    text = text[:_ERROR_CHARS] + " \u2026"
-                cells.append(f'<td class="err">{html.escape(text)}</td>')
-            else:
-                cells.append(_cell(row[c]))
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    more = f"<p>{len(rows) - len(shown)} more not shown.</p>" if len(rows) > len(shown) else ""
+    for (status, kind), idxs in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:_MAX_ERRORS]:
+        which = [str(rows.loc[i, "trial"]) if "trial" in rows.columns else str(i) for i in idxs]
+        shown = ", ".join(which[:15]) + (f" and {len(which) - 15} more" if len(which) > 15 else "")
+        example = "" if _is_missing(errors.loc[idxs[0]]) else str(errors.loc[idxs[0]])
+        if len(example) > _ERROR_CHARS:
+            example = example[:_ERROR_CHARS] + " \u2026"
+        body.append(f"<tr><td>{html.escape(status)}</td><td>{html.escape(kind)}</td>"
+                    f'<td class="num">{len(idxs)}</td><td>{html.escape(shown)}</td>'
+                    f'<td class="err">{html.escape(example)}</td></tr>')
     return ('<div class="scroll"><table class="failures"><thead>' + head + "</thead><tbody>"
-            + "".join(body) + "</tbody></table></div>" + more)
+            + "".join(body) + "</tbody></table></div>")
 
 
 # -------------------------------------------------------------------------------------------- figures
@@ -232,6 +234,8 @@ def _figures(df: pd.DataFrame) -> list[str]:
          lambda: plots.convergence(df)),
         (f"Convergence: best {label} so far", "convergence-metric",
          lambda: plots.convergence(df, metric=metric)),
+        (f"Cost: best {label} so far against the GPU-hours spent", "convergence-gpu-hours",
+         lambda: plots.convergence(df, metric=metric, x="gpu_hours")),
         (f"Parameter effects: {label} against each search dimension", "parameter-effects",
          lambda: plots.parameter_effects(df, metric=metric)),
         (f"Parallel coordinates: the best trials by {label}", "parallel-coordinates",

@@ -64,8 +64,12 @@ from dse.analysis._figures import (
 )
 
 
-def convergence(df: pd.DataFrame, *, by: str | None = None, metric: str | None = None) -> Figure:
+def convergence(df: pd.DataFrame, *, by: str | None = None, metric: str | None = None,
+                x: str = "trial") -> Figure:
     """Best reward (or best `metric`) so far against trial number: how fast the search found good points.
+
+    With `x="gpu_hours"` the axis is the GPU-hours spent so far instead (what the search cost, trial by
+    trial: an out-of-memory trial is cheap, a long one is not).
 
     One line per group when `by` names a column ("run", "agent") or when a `run` column holds several
     runs. Each successful trial is a faint dot; failed and infeasible trials sit in a shaded band on
@@ -76,7 +80,7 @@ def convergence(df: pd.DataFrame, *, by: str | None = None, metric: str | None =
     lower = lower_is_better(target)
     fig = _Figure(figsize=_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    ax.set_xlabel("trial number")
+    ax.set_xlabel("GPU-hours spent" if x == "gpu_hours" else "trial number")
     better = "lower" if lower else "higher"
     ax.set_ylabel(f"best {label} so far ({better} is better)")
     ax.set_title(f"Convergence: best {label} so far")
@@ -94,6 +98,12 @@ def convergence(df: pd.DataFrame, *, by: str | None = None, metric: str | None =
 
     status = _status(df)
     trial = _numeric(df, "trial") if "trial" in df.columns else pd.Series(np.arange(1, len(df) + 1.0), df.index)
+    if x == "gpu_hours":  # each trial at the GPU-hours spent up to and including it, per group
+        spent = _numeric(df, "gpu_hours").fillna(0.0) if "gpu_hours" in df.columns else trial * 0.0
+        order = trial.sort_values(kind="stable").index
+        ordered = spent.loc[order]
+        cum = ordered.groupby(df.loc[order, group_col], dropna=False).cumsum() if group_col else ordered.cumsum()
+        trial = cum.reindex(df.index)
     value = _numeric(df, target)
     ok = status.isin(SUCCESS) & np.isfinite(value)
     bad = status.isin(FAILED)
