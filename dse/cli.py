@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agents", help="registered agents and reward functions")
     p.add_argument("--json", action="store_true", help="as one JSON object")
     p.set_defaults(func=_cmd_agents)
+
+    p = sub.add_parser("completion", help="shell completion: eval \"$(dse completion bash)\"")
+    p.add_argument("shell", choices=["bash"], help="the shell (bash; zsh reads it with bashcompinit)")
+    p.set_defaults(func=_cmd_completion)
     return parser
 
 
@@ -279,6 +283,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from dse.analysis import write_report
 
     print(write_report(args.run_dir, output=args.output))
+    return EXIT_OK
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from dse.completion import bash_script
+
+    print(bash_script(build_parser()), end="")
     return EXIT_OK
 
 

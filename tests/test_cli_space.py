@@ -145,3 +145,15 @@ def test_space_and_run_agree_on_the_trials_to_run(tmp_path: Path) -> None:
         ran = int(re.search(r"done: (\d+) trials", run.stdout).group(1))  # type: ignore[union-attr]
         assert said == ran == expected, (agent, extra, space.stdout, run.stdout)
         assert f"trials to run: {expected}" in run.stdout
+
+
+def test_bash_completion_completes_commands_and_each_commands_flags(tmp_path: Path) -> None:
+    """`eval "$(dse completion bash)"`, then bash itself completes `dse ru` and `dse run --early`."""
+    script = subprocess.run([sys.executable, "-m", "dse.cli", "completion", "bash"], capture_output=True, text=True,
+                            cwd=REPO, check=True).stdout
+    (tmp_path / "c.sh").write_text(script)
+    probe = ('source c.sh; COMP_WORDS=(dse ru); COMP_CWORD=1; _dse_complete; echo "${COMPREPLY[*]}"; '
+             'COMP_WORDS=(dse run --early); COMP_CWORD=2; _dse_complete; echo "${COMPREPLY[*]}"; '
+             'COMP_WORDS=(dse best --j); COMP_CWORD=2; _dse_complete; echo "${COMPREPLY[*]}"')
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    assert out.splitlines() == ["run", "--early-stopping", "--json"]

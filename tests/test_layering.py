@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dse.engine",),
     ("dse.agents",),
     ("dse.envs",),
-    ("dse.cli", "dse.api", "dse"),  # the CLI composes the engine with the agents; `dse/__init__` re-exports lazily
+    ("dse.cli", "dse.api", "dse.completion", "dse"),  # the CLI composes the engine with the agents; `dse/__init__` re-exports lazily
 ]
 MAX_LINES = 500
 
