@@ -104,3 +104,16 @@ def test_json_views_and_compare_of_runs(tmp_path: Path) -> None:
     assert all(r["speedup"] is not None and r["gpu_hours"] > 0 for r in rows)
     text = dse("compare", str(run), str(other)).stdout.splitlines()
     assert len(text) == 3 and "speed-up" in text[0] and all(len(line) <= 110 for line in text)
+
+
+def test_the_text_table_is_readable(tmp_path: Path) -> None:
+    """`dse table`: no NaN, no nanosecond stamps, 4 significant digits, errors cut; csv keeps everything."""
+    import re
+
+    run = _run(tmp_path, SIM)
+    text = dse("table", str(run)).stdout
+    assert "NaN" not in text and "NaT" not in text and not re.search(r"\d{2}:\d{2}:\d{2}\.\d", text)
+    decimals = [m for m in re.findall(r"(?<![\w.:])\d+\.\d+(?![\w.:])", text)]
+    assert decimals and all(len(m.replace(".", "").lstrip("0")) <= 4 for m in decimals)  # 4 significant digits
+    assert "config_hash" not in text.splitlines()[0]
+    assert "config_hash" in dse("table", str(run), "--format", "csv").stdout.splitlines()[0]

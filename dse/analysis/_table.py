@@ -197,6 +197,23 @@ def _parquet_engine() -> str:
                      "(from a checkout: pip install -e '.[parquet]'); or use --format csv", field="--format")
 
 
+_TEXT_DROP = ("config_hash", "started_at", "note")  # in the csv/json/parquet forms; too wide for a terminal
+
+
+def _readable(df: pd.DataFrame) -> pd.DataFrame:
+    """The text form for a terminal: 4 significant digits, times to the second, no NaN, long errors cut."""
+    out = df.drop(columns=[c for c in _TEXT_DROP if c in df.columns])
+    for col in out.columns:
+        series = out[col]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            out[col] = series.dt.strftime("%H:%M:%S").fillna("")
+        elif pd.api.types.is_float_dtype(series):
+            out[col] = series.map(lambda v: "" if v != v else f"{v:.4g}")
+        elif col == "error":
+            out[col] = series.map(lambda v: "" if v is None or v != v else str(v)[:60])
+    return out.fillna("")
+
+
 def write_table(run_dirs: Sequence[Path], fmt: str = "text", output: Path | None = None) -> str | None:
     """The trial table of one or more runs in `fmt`: written to `output`, else returned as text."""
     df = load_trials(run_dirs[0] if len(run_dirs) == 1 else run_dirs)
@@ -210,7 +227,7 @@ def write_table(run_dirs: Sequence[Path], fmt: str = "text", output: Path | None
     elif fmt == "json":
         text = df.to_json(orient="records", date_format="iso", indent=1)
     else:
-        text = df.to_string(index=False)
+        text = _readable(df).to_string(index=False)
     if output is None:
         return text
     Path(output).write_text(text)
