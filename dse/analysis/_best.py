@@ -12,15 +12,17 @@ from typing import Any
 
 from dse.analysis._table import (
     _open_store,
+    _schema,
     _simulated,
     best_record,
     best_toml,
-    load_trials,
+    frame,
     status_counts,
     total_gpu_hours,
 )
 from dse.errors import InputError
 from dse.metrics import is_step_time
+from dse.storage import TrialStore
 from dse.trial import TrialRecord
 
 
@@ -33,14 +35,11 @@ def _trial(rec: TrialRecord) -> dict[str, Any]:
             "metrics": rec.metrics, "reward": rec.reward, "gpu_hours": rec.gpu_hours, "config_hash": rec.config_hash}
 
 
-def best_summary(run_dir: Path) -> dict[str, Any]:
-    """The best trial, the baseline and the speed-up (baseline step time / best step time), and the sweep's
-    total GPU-hours; `baseline` is null when the sweep has none, `speedup` when either lacks a step time."""
-    store = _open_store(run_dir)
-    recs = store.all()
+def _summary(store: TrialStore, recs: list[TrialRecord]) -> dict[str, Any] | None:
+    """`best_summary` of a store already read (None: no successful trial)."""
     best = best_record(recs)
     if best is None:
-        raise InputError("no successful trial in this run", file=str(run_dir))
+        return None
     meta = store.get_meta("baseline") or {}
     base_action = meta.get("action")
     base = next((r for r in recs if base_action is not None and r.action == base_action), None)
@@ -61,6 +60,16 @@ def best_summary(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def best_summary(run_dir: Path) -> dict[str, Any]:
+    """The best trial, the baseline and the speed-up (baseline step time / best step time), and the sweep's
+    total GPU-hours; `baseline` is null when the sweep has none, `speedup` when either lacks a step time."""
+    store = _open_store(run_dir)
+    summary = _summary(store, store.all())
+    if summary is None:
+        raise InputError("no successful trial in this run", file=str(run_dir))
+    return summary
+
+
 def _diff(best: dict[str, Any], base: dict[str, Any]) -> str:
     changed = [f"{k.rsplit('.', 1)[-1]} {base[k]} -> {v}" for k, v in best.items() if base.get(k) != v]
     return ", ".join(changed) or "the same configuration"
@@ -68,7 +77,10 @@ def _diff(best: dict[str, Any], base: dict[str, Any]) -> str:
 
 def best_text(run_dir: Path) -> str:
     """One sentence with the speed-up and the diff of the winner against the preset, then the details."""
-    s = best_summary(run_dir)
+    return _text(best_summary(run_dir))
+
+
+def _text(s: dict[str, Any]) -> str:
     cost = f"found in {s['trials']} trials and {s['gpu_hours']:.3g} GPU-hours" + (
         " (simulated)" if s["gpu_hours_simulated"] else "")
     base = s["baseline"]
@@ -88,11 +100,9 @@ def best_text(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _settings(run_dir: Path) -> str:
+def _settings(store: TrialStore, recs: list[TrialRecord]) -> str:
     """The run's real settings (what `dse run` was given, not only what the sweep file says)."""
-    store = _open_store(run_dir)
     options = store.get_meta("options", {}) or {}
-    recs = store.all()
     starts = [r.started_at for r in recs if r.started_at]
     ends = [r.finished_at for r in recs if r.finished_at]
     wall = f"{(max(ends) - min(starts)) / 60:.1f} min of trials" if starts and ends else "no trial finished"
@@ -108,28 +118,30 @@ def write_report(run_dir: Path, output: Path | None = None) -> Path:
     )
 
     store = _open_store(run_dir)
-    df = load_trials(run_dir)
-    best = best_record(store.all())
+    recs = store.all()
+    df = frame(recs, *_schema(store))
+    best = best_record(recs)
     best_t = best_toml(store.get_meta("sweep_data"), best) if best else None
-    headline = best_text(run_dir).splitlines()[0] if best else None
+    summary = _summary(store, recs)
+    headline = _text(summary).splitlines()[0] if summary else None
     out = output or Path(run_dir) / "report.html"
     return render_report(df, title=f"dse sweep {Path(run_dir).name}", best_toml=best_t,
                          space_summary=str(store.get_meta("space_summary", "")), out_path=out,
-                         headline=headline, settings=_settings(run_dir))
+                         headline=headline, settings=_settings(store, recs))
 
 
 def status_summary(run_dir: Path) -> dict[str, Any]:
     """`dse status --json`: the trials by kind, the jobs in flight, the GPU-hours and the best so far."""
     store = _open_store(run_dir)
-    recs = store.all()
+    return _status(store, store.all(), run_dir)
+
+
+def _status(store: TrialStore, recs: list[TrialRecord], run_dir: Path) -> dict[str, Any]:
     running = [r for r in recs if not r.status.is_finished]
-    try:
-        best: dict[str, Any] | None = best_summary(run_dir)
-    except InputError:
-        best = None
     return {"run": str(run_dir), "trials": len(recs), "counts": status_counts(recs),
             "in_flight": [{"trial": r.trial, "job_id": r.job_id} for r in running],
-            "gpu_hours": total_gpu_hours(recs), "gpu_hours_simulated": _simulated(store), "best": best}
+            "gpu_hours": total_gpu_hours(recs), "gpu_hours_simulated": _simulated(store),
+            "best": _summary(store, recs)}
 
 
 def compare_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
@@ -137,7 +149,7 @@ def compare_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
     rows = []
     for run_dir in run_dirs:
         store = _open_store(run_dir)
-        status = status_summary(run_dir)
+        status = _status(store, store.all(), run_dir)
         best = status["best"]
         step = best["step_metric"] if best else None
         rows.append({"run": str(run_dir), "agent": store.get_meta("agent"), "seed": store.get_meta("seed"),
