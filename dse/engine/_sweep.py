@@ -188,10 +188,7 @@ class SweepRunner:
             if cached_best is not None and cached_best != self.baseline.action:
                 # the cache's best: a free cache hit (not one of the `steps` new trials) that makes this run's
                 # best the true one
-                self.agent.reserve(cached_best)
-                fin = self.engine.submit(cached_best, note="the cache's best result for this space (warm start)")
-                if fin:
-                    self._on_finished(fin)
+                self._submit(cached_best, "the cache's best result for this space (warm start)", unasked=True)
         exhausted = False
         with Interrupts() as stop, Progress(self.steps) as progress:
             while True:
@@ -203,9 +200,7 @@ class SweepRunner:
                         exhausted = True
                         break
                     submitted += 1
-                    fin = self.engine.submit(action, use_cache=not self.opts.no_cache, note=self._explain(action))
-                    if fin:
-                        self._on_finished(fin)
+                    self._submit(action, self._explain(action))
                 if stop.count >= 2 or not self.engine.in_flight:
                     break
                 for fin in self.engine.poll():
@@ -276,12 +271,18 @@ class SweepRunner:
             print(f"baseline: none ({base.why})", flush=True)
             return 0
         print(f"baseline: {base.action} ({base.why})", flush=True)
-        self.agent.reserve(base.action)
-        fin = self.engine.submit(base.action, use_cache=not self.opts.no_cache, note=f"baseline: {base.why}",
-                                 prunable=False)  # never stopped early: every speed-up is against its full run
+        # never stopped early: every speed-up is against its full run
+        self._submit(base.action, f"baseline: {base.why}", unasked=True, prunable=False)
+        return 1
+
+    def _submit(self, action: Action, note: str | None, *, unasked: bool = False, prunable: bool = True) -> None:
+        """Start a trial, and report it at once when it ended on the spot (infeasible, a cache hit). An action
+        the agent did not ask for is reserved first, so that it never proposes it too."""
+        if unasked:
+            self.agent.reserve(action)
+        fin = self.engine.submit(action, use_cache=not self.opts.no_cache, note=note, prunable=prunable)
         if fin:
             self._on_finished(fin)
-        return 1
 
     def _explain(self, action: Action) -> str | None:
         """The agent's reason for a proposal (a model-guided agent's prediction), kept in the trial's `note`."""

@@ -44,8 +44,6 @@ from dse.trial import (
 )
 from dse.workloads import STDOUT, Outcome, Workload, workload_for
 
-TRANSIENT = TRANSIENT_FAILURES
-
 
 @dataclass
 class Finished:
@@ -59,9 +57,9 @@ class Finished:
         return self.record.status.is_success
 
 
-_FAILURE_STATUS = {FailureReason.TIMEOUT: TrialStatus.TIMEOUT, FailureReason.PREEMPTED: TrialStatus.PREEMPTED}
-"""A failure reason with a status of its own; every other failure is `failed`."""
-_REASONS = frozenset(r.value for r in FailureReason)
+_FAILURE_STATUS: dict[str, TrialStatus] = {FailureReason.TIMEOUT: TrialStatus.TIMEOUT,
+                                            FailureReason.PREEMPTED: TrialStatus.PREEMPTED}
+"""A failure reason with a status of its own (keyed by the reason's text); every other failure is `failed`."""
 
 
 @dataclass
@@ -221,11 +219,11 @@ class TrialEngine:
             del self.in_flight[trial]
             result = fl.handle.result()
             rec = fl.record
-            if result.state in (*TRANSIENT, FailureReason.OUT_OF_MEMORY):
+            if result.state in (*TRANSIENT_FAILURES, FailureReason.OUT_OF_MEMORY):
                 outcome = Outcome(False, reason=result.state, error=f"{result.state}: {result.message}".strip(": "))
             else:
                 outcome = self.workload.collect(fl.cfg, fl.trial_dir, result.returncode)
-            if not outcome.ok and outcome.reason in TRANSIENT and rec.attempts <= self.max_retries:
+            if not outcome.ok and outcome.reason in TRANSIENT_FAILURES and rec.attempts <= self.max_retries:
                 self._start(rec.retrying(outcome.error, gpu_hours=self._burned(fl)), use_cache=False,
                             prunable=fl.prunable)
                 continue
@@ -275,8 +273,7 @@ class TrialEngine:
             status, reason, error = TrialStatus.COMPLETED, None, None
             metrics = dict(zip(self.metrics, observation, strict=True))
         else:
-            status = _FAILURE_STATUS.get(FailureReason(outcome.reason), TrialStatus.FAILED) \
-                if outcome.reason in _REASONS else TrialStatus.FAILED
+            status = _FAILURE_STATUS.get(outcome.reason or "", TrialStatus.FAILED)
             reason, error, metrics = outcome.reason, scrub_text(outcome.error or "")[:500], {}
         if self.cache is not None and (outcome.ok or outcome.reason in DETERMINISTIC_FAILURES):
             self._cache_put(CacheEntry(

@@ -75,7 +75,10 @@ class TrialStore(_Database):
                 conn.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
 
     def _select(self) -> str:
-        """The columns to read; NULL for a newer column an older, read-only trials.db does not have."""
+        """The columns to read; NULL for a newer column an older, read-only trials.db does not have (a
+        writable one was brought up to date when it was opened, so it is not asked again on every read)."""
+        if not self.readonly:
+            return ", ".join(_TRIAL_COLUMNS)
         have = {row[1] for row in self._conn().execute("PRAGMA table_info(trials)")}
         return ", ".join(c if c in have or c not in _ADDED_COLUMNS else f"NULL AS {c}" for c in _TRIAL_COLUMNS)
 
