@@ -18,7 +18,14 @@ from dse.megatron._columns import (
 from dse.megatron._explain import explain_pruning, value_origins
 from dse.megatron._names import BUILTIN_NAMES, bind_name, describe_names, expression_names, expression_rule
 from dse.megatron._pipeline_layout import DEEPSEEK_V3_LAYOUTS, Layout, deepseek_v3_layout, parse_layout
-from dse.megatron._presets import PRESETS, Preset, lookup_preset, preset_gbs_scaled, resolve_defaults
+from dse.megatron._presets import (
+    PRESETS,
+    Preset,
+    first_set,
+    lookup_preset,
+    preset_gbs_scaled,
+    resolve_defaults,
+)
 from dse.megatron._published import PUBLISHED_26_02, PublishedRow
 from dse.megatron._rules import (
     GENERIC_RULES,
@@ -59,6 +66,7 @@ __all__ = [
     "explain_pruning",
     "expression_names",
     "expression_rule",
+    "first_set",
     "layout_problem",
     "lookup_preset",
     "parse_layout",

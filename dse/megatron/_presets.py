@@ -295,8 +295,8 @@ def lookup_preset(recipe: str | None, gpu: str | None, dtype: str | None, task: 
 _NONE_STRINGS = {"", "none", "null"}
 
 
-def _get(args: Mapping[str, Any], *keys: str) -> Any:
-    """First non-None value among `keys` (named flag first, then the Hydra overrides)."""
+def first_set(args: Mapping[str, Any], *keys: str) -> Any:
+    """First non-None value among `keys` (named flag first, then the Hydra overrides in `extra_cmd_args`)."""
     extra = args.get("extra_cmd_args")
     for key in keys:
         if args.get(key) is not None:
@@ -370,30 +370,30 @@ def resolve_defaults(cmd_args: Mapping[str, Any]) -> dict[str, Any]:
     out = args
     out.update(gpu_type=gpu, compute_dtype=dtype, task=task, num_gpus=num_gpus)
     for key, default in (("tp", p.tp), ("pp", p.pp), ("cp", p.cp), ("ep", p.ep), ("mb", p.mb)):
-        out[key] = _int(_get(args, key)) or default
-    et = _int(_get(args, "et"))
+        out[key] = _int(first_set(args, key)) or default
+    et = _int(first_set(args, "et"))
     out["et"] = et if et is not None else p.etp
-    out["vp"] = _vp(_get(args, "vp"), p.vp)
+    out["vp"] = _vp(first_set(args, "vp"), p.vp)
 
-    gb = _int(_get(args, "gb"))
+    gb = _int(first_set(args, "gb"))
     out["gb"] = gb if gb is not None or preset is None else preset_gbs_scaled(preset, num_gpus)
 
-    out["seq_length"] = _int(_get(args, "model.seq_length", "seq_length")) or p.seq_length
-    out["num_layers"] = _int(_get(args, "num_layers", "model.num_layers")) or (arch.num_layers if arch else None)
-    out["hidden_size"] = _int(_get(args, "hidden_size", "model.hidden_size")) or (arch.hidden_size if arch else None)
+    out["seq_length"] = _int(first_set(args, "model.seq_length", "seq_length")) or p.seq_length
+    out["num_layers"] = _int(first_set(args, "num_layers", "model.num_layers")) or (arch.num_layers if arch else None)
+    out["hidden_size"] = _int(first_set(args, "hidden_size", "model.hidden_size")) or (arch.hidden_size if arch else None)
 
     out["use_megatron_fsdp"] = bool(_bool(args.get("use_megatron_fsdp"))) or p.use_megatron_fsdp
     out["nccl_ub"] = bool(_bool(args.get("nccl_ub"))) or p.nccl_ub
     out["moe_a2a_overlap"] = bool(_bool(args.get("moe_a2a_overlap"))) or p.moe_a2a_overlap
-    impl = _get(args, "cuda_graph_impl")
+    impl = first_set(args, "cuda_graph_impl")
     out["cuda_graph_impl"] = p.cuda_graph_impl if impl is None else (_norm(impl) or "none")
-    scope = _csv(_get(args, "cuda_graph_scope"))
+    scope = _csv(first_set(args, "cuda_graph_scope"))
     out["cuda_graph_scope"] = p.cuda_graph_scope if scope is None else scope
-    rl = _get(args, "recompute_num_layers")
+    rl = first_set(args, "recompute_num_layers")
     out["recompute_num_layers"] = p.recompute_num_layers if rl is None else _int(rl)
-    rm = _csv(_get(args, "recompute_modules"))
+    rm = _csv(first_set(args, "recompute_modules"))
     out["recompute_modules"] = p.recompute_modules if rm is None else rm
-    ol = _get(args, "activation_offload_layers")
+    ol = first_set(args, "activation_offload_layers")
     out["activation_offload_layers"] = p.activation_offload_layers if ol is None else (_int(ol) or 0)
 
     out["pp_layout"] = _pipeline_layout(recipe, args, p, out)
@@ -411,15 +411,15 @@ def resolve_defaults(cmd_args: Mapping[str, Any]) -> dict[str, Any]:
 
 def _pipeline_layout(recipe: str | None, args: Mapping[str, Any], p: Preset, out: Mapping[str, Any]) -> str | None:
     """The pipeline layout the run uses: the user's, else (DeepSeek-V3) the recipe's choice, else the preset's."""
-    user = _get(args, "pipeline_model_parallel_layout")
+    user = first_set(args, "pipeline_model_parallel_layout")
     if user is not None and str(user).strip().lower() not in _NONE_STRINGS:
         return str(user)
     if recipe != "deepseek_v3":
         return p.pp_layout
     built = p.pp_layout if p.pp_layout else DEEPSEEK_V3_LAYOUTS.get((p.pp, p.vp or 1))
-    raw_vp = _get(args, "vp")
+    raw_vp = first_set(args, "vp")
     vp_given = raw_vp is not None and not (_is_int_text(raw_vp) and int(raw_vp) == -1)
-    return deepseek_v3_layout(out["pp"], out["vp"], flags_given=_get(args, "pp") is not None or vp_given,
+    return deepseek_v3_layout(out["pp"], out["vp"], flags_given=first_set(args, "pp") is not None or vp_given,
                               built_with=built)
 
 

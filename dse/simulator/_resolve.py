@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dse.errors import InputError
-from dse.megatron import Architecture, architecture_for, resolve_defaults
+from dse.megatron import Architecture, architecture_for, first_set, resolve_defaults
 from dse.simulator._hardware import GPU, GPUS
 
 
@@ -71,21 +71,10 @@ def _arch_for(r: Mapping[str, Any]) -> Architecture:
             changes["dense_layers"] = min(arch.dense_layers, n)
     if r.get("hidden_size") and int(r["hidden_size"]) != arch.hidden_size:
         changes["hidden_size"] = int(r["hidden_size"])
-    mtp = _override(r, "mtp_num_layers", "model.mtp_num_layers")
+    mtp = first_set(r, "mtp_num_layers", "model.mtp_num_layers")
     if mtp is not None and arch.is_moe and int(mtp) != arch.mtp_layers:  # e.g. DeepSeek-V3 without MTP
         changes["mtp_layers"] = max(0, int(mtp))
     return replace(arch, **changes) if changes else arch
-
-
-def _override(r: Mapping[str, Any], *keys: str) -> Any:
-    """The first of `keys` set in the cmd_args or in their Hydra overrides (`extra_cmd_args`)."""
-    extra = r.get("extra_cmd_args")
-    for key in keys:
-        if r.get(key) is not None:
-            return r[key]
-        if isinstance(extra, Mapping) and extra.get(key) is not None:
-            return extra[key]
-    return None
 
 
 def _positive(r: Mapping[str, Any], name: str) -> int:
