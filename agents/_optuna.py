@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from pydantic import field_validator
 
 from dse.errors import InputError
+from dse.metrics import is_step_time
 from dse.trial import TrialResult
 
 from ._base import Agent, AgentConfig, register_agent
@@ -110,11 +111,14 @@ class OptunaConfig(AgentConfig):
 
 @register_agent("optuna")
 class OptunaAgent(Agent):
-    """Optuna ask/tell over one CategoricalDistribution per dimension; maximises the reward.
+    """Optuna ask/tell over one CategoricalDistribution per dimension.
 
-    With `sampler = "nsga2"` and several agent_metrics the study is multi-objective over `TrialResult.values`
-    (agent_metrics order; each built-in metric's direction, or `agent_config.directions`) instead of the
-    scalar reward.
+    The study's objective is the first agent metric itself, named and in its own direction (`step-time`,
+    minimised, in seconds), so `study.best_value` and optuna-dashboard read as an engineer would; the reward
+    stands in only where the metric's direction is unknown or the reward function disagrees with it (then it
+    is `reward (...)`, maximised). With `sampler = "nsga2"` and several agent_metrics the study is
+    multi-objective over `TrialResult.values` (agent_metrics order; each built-in metric's direction, or
+    `agent_config.directions`).
     """
 
     accepts_env_params = True
@@ -129,6 +133,9 @@ class OptunaAgent(Agent):
         base = make_sampler(sampler_name, self.seed, self.config.sampler_kwargs or {}, file)
         directions = self._objective_directions(sampler_name, file)
         self.multi = len(directions) > 1
+        metric_direction = None if self.multi else self._metric_direction()
+        if metric_direction is not None:
+            directions = [metric_direction]
         # samplers that read trial constraints learn from infeasible points; the others only get FAIL
         self.constrained = sampler_name in CONSTRAINED_SAMPLERS
         self.dims = self.space.agent.dimensions
@@ -149,9 +156,20 @@ class OptunaAgent(Agent):
             load_if_exists=True,
         )
         self._attrs: dict[str, Any] = {}
-        if not self.multi:  # name the objective: it is the reward, 1/step-time by default
-            self.study.set_metric_names([f"reward ({self.space.sweep.test.agent_reward_function} of "
-                                         f"{self.space.sweep.test.agent_metrics[0]})"])
+        # the objective: the first metric itself where its direction is known, else the reward; a study
+        # reopened from an older run keeps what it was created with
+        test = self.space.sweep.test
+        first = "step-time" if is_step_time(test.agent_metrics[0]) else test.agent_metrics[0]  # `default` too
+        name = first if metric_direction is not None else (
+            f"reward ({test.agent_reward_function} of {test.agent_metrics[0]})")
+        if not self.multi:
+            known = self.study.metric_names
+            if known is not None and known[0] != name:
+                metric_direction, name = None, known[0]
+            elif self.study.directions != directions:
+                metric_direction, name = None, "reward"
+            self.study.set_metric_names([name])
+        self.on_metric = metric_direction is not None  # told values are the metric's, not the reward
         self._rng = np.random.default_rng(self.seed)
         self._trial_of: dict[int, optuna.trial.Trial | int | None] = {}  # in flight -> its trial (None: reserved)
         self._known: dict[int, list[float] | None] = {}  # index -> objective values (None: failed)
@@ -162,6 +180,15 @@ class OptunaAgent(Agent):
         self.moved = 0  # proposals moved to a neighbour because they were pruned, evaluated or in flight
         self._exhausted = False
         self._load_existing()
+
+    def _metric_direction(self) -> StudyDirection | None:
+        """The first agent metric's own direction when the reward function ranks trials the same way (inverse
+        or negative of a time, identity of a throughput), else None: the reward is the objective."""
+        direction = self.directions[0] if self.directions else None
+        agrees = {"minimize": ("inverse", "negative"), "maximize": ("identity",)}
+        if direction not in agrees or self.space.sweep.test.agent_reward_function not in agrees[direction]:
+            return None
+        return StudyDirection[direction.upper()]
 
     def _objective_directions(self, sampler_name: str, file: str) -> list[StudyDirection]:
         """[MAXIMIZE] (the reward), or with nsga2 and several agent_metrics one direction per metric:
@@ -202,7 +229,7 @@ class OptunaAgent(Agent):
         """The values Optuna is told, or None for FAIL (no usable measurement)."""
         if not result.ok:
             return None
-        if not self.multi:
+        if not self.multi and not self.on_metric:
             return [float(result.reward)]
         vals = [float(v) for v in result.values]
         if len(vals) != len(self.study.directions) or not all(math.isfinite(v) for v in vals):
@@ -278,8 +305,8 @@ class OptunaAgent(Agent):
     def _tell_pruned(self, trial: optuna.trial.Trial | int | None, index: int, partial: float) -> None:
         """A trial stopped early: its last intermediate value is the (optimistic) partial reward, its state
         PRUNED, so TPE ranks it below the completed trials, as Optuna's own pruners leave it."""
-        if not math.isfinite(partial):
-            partial = 0.0  # below any real reward (a positive inverse step time)
+        if not math.isfinite(partial):  # worse than any real value (a reward of 0, an infinite step time)
+            partial = 0.0 if self.study.directions[0] == StudyDirection.MAXIMIZE else math.inf
         if isinstance(trial, optuna.trial.Trial):
             for key, value in self._attrs.items():
                 trial.set_user_attr(key, value)
@@ -383,7 +410,8 @@ class OptunaAgent(Agent):
         if trial is None:
             trial = self._stale.pop(index, None)
         if result.censored and not self.multi:  # stopped early: an optimistic partial value, told as PRUNED
-            self._tell_pruned(trial, index, float(result.reward))
+            partial = result.values[0] if self.on_metric and result.values else result.reward
+            self._tell_pruned(trial, index, float(partial))
         elif trial is not None:
             self._tell_trial(trial, values, result.infeasible)
         elif index not in self._known or (values is not None and self._known[index] is None):

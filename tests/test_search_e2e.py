@@ -61,3 +61,41 @@ def test_an_optuna_rerun_of_a_fully_cached_space_exits_0_with_the_first_runs_bes
     df = load_trials(_run_dir(tmp_path / "b"))
     assert set(df["status"]) == {"cached"} and df["gpu_hours"].fillna(0).sum() == 0
     assert json.loads(dse("best", str(_run_dir(tmp_path / "b")), "--json").stdout)["params"] == {"x": 1}
+
+
+def test_the_optuna_study_minimises_step_time_by_name_and_links_each_trial(tmp_path: Path) -> None:
+    import optuna
+
+    command = "echo '{{\\\"step-time\\\": {x}}}' > metrics.json"
+    path = write_toml(tmp_path / "s.toml", f'name = "named"\ntest_template_name = "Command"\nagent = "optuna"\n'
+                                          f'agent_steps = 4\n[cmd_args]\ncommand = "{command}"\nx = [5, 3, 1, 4, 2]\n')
+    r = dse("run", str(path), "--out", str(tmp_path / "a"), "--no-cache", "--executor", "debug")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = _run_dir(tmp_path / "a")
+    study = optuna.load_study(study_name="named", storage=f"sqlite:///{run / 'optuna.db'}")
+    assert study.metric_names == ["step-time"]
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    df = load_trials(run).set_index("trial")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4  # the objective is the step time in seconds, and each trial names its dse trial
+    (column,) = [c for c in df.columns if c.startswith("metric.")]  # `default`: the step time
+    assert all(t.value == df.loc[t.user_attrs["dse_trial"], column] for t in done)
+    assert study.best_value == df[column].min() == 1
+
+
+def test_an_optuna_study_on_a_throughput_is_maximised_and_a_disagreeing_reward_stays_the_objective(
+        tmp_path: Path) -> None:
+    import optuna
+
+    command = "echo '{{\\\"tflops-per-gpu\\\": {x}}}' > metrics.json"
+    for name, reward, metric_name, direction in (("up", "identity", "tflops-per-gpu", "MAXIMIZE"),
+                                                  ("inv", "inverse", "reward (inverse of tflops-per-gpu)",
+                                                   "MAXIMIZE")):
+        path = write_toml(tmp_path / f"{name}.toml",
+                          f'name = "{name}"\ntest_template_name = "Command"\nagent = "optuna"\nagent_steps = 2\n'
+                          f'agent_metrics = ["tflops-per-gpu"]\nagent_reward_function = "{reward}"\n'
+                          f'[cmd_args]\ncommand = "{command}"\nx = [5, 3, 1]\n')
+        r = dse("run", str(path), "--out", str(tmp_path / name), "--no-cache", "--executor", "debug")
+        assert r.returncode == 0, r.stdout + r.stderr
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{_run_dir(tmp_path / name) / 'optuna.db'}")
+        assert study.metric_names == [metric_name] and study.direction.name == direction
