@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 from dse.analysis._report import STATUSES, render_report  # noqa: E402
 
 EVIL = "<script>alert('pwned')</script>"
-N_FIGURES = 7  # six, and the best so far against the GPU-hours spent (#16)
+N_FIGURES = 9  # six, the best so far against the GPU-hours spent, TFLOP/s per value and memory vs capacity (#16)
 
 
 def trials(n: int = 48, seed: int = 3, run: str | None = None) -> pd.DataFrame:

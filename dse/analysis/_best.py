@@ -113,6 +113,7 @@ def _settings(store: TrialStore, recs: list[TrialRecord]) -> str:
 
 def write_report(run_dir: Path, output: Path | None = None) -> Path:
     """The HTML report of a run directory, led by the speed-up over the baseline and the run's settings."""
+    from dse.analysis._importance import run_importance  # here: the report's own imports (optuna, sklearn)
     from dse.analysis._report import (
         render_report,  # here: the figures load matplotlib, the rest never needs it
     )
@@ -127,7 +128,9 @@ def write_report(run_dir: Path, output: Path | None = None) -> Path:
     out = output or Path(run_dir) / "report.html"
     return render_report(df, title=f"dse sweep {Path(run_dir).name}", best_toml=best_t,
                          space_summary=str(store.get_meta("space_summary", "")), out_path=out,
-                         headline=headline, settings=_settings(store, recs))
+                         headline=headline, settings=_settings(store, recs),
+                         cmd_args=(store.get_meta("sweep_data") or {}).get("cmd_args"),
+                         importance=run_importance(Path(run_dir), (store.get_meta("sweep_data") or {}).get("name"), df))
 
 
 def status_summary(run_dir: Path) -> dict[str, Any]:

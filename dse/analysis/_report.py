@@ -8,11 +8,9 @@ from job logs and user TOMLs.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dse.analysis import _units as units
 from dse.analysis import plots
+from dse.analysis._efficiency import with_efficiency
 from dse.analysis._figures import _is_missing
+from dse.analysis._importance import Importance, table_importance
+from dse.analysis._report_engineer import CSS as _ENGINEER_CSS
+from dse.analysis._report_engineer import efficiency_section, figure_html, importance_section, memory_section
 from dse.tomlwrite import write_text_atomic
 from dse.trial import FAILURE_STATUSES, TrialStatus
 
@@ -49,7 +52,7 @@ td.err { font-family: monospace; white-space: pre-wrap; max-width: 60rem; }
 figure { margin: 1.5rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9rem; }
 .zero { color: #aaa; }
-"""
+""" + _ENGINEER_CSS
 
 
 def render_report(
@@ -62,25 +65,33 @@ def render_report(
     out_path: Path,
     headline: str | None = None,
     settings: str | None = None,
+    cmd_args: Mapping[str, Any] | None = None,
+    importance: Importance | None = None,
 ) -> Path:
     """Write the HTML report of the trial table `df` to `out_path` (atomically) and return the path.
 
     `best_toml` and `space_summary` are shown verbatim (escaped) in <pre> blocks; callers pass
-    text that is already redacted. `top` bounds the table of best successful trials.
+    text that is already redacted. `top` bounds the table of best successful trials. `cmd_args` (the
+    sweep's) name the GPU and the compute dtype for MFU and the memory capacity; `importance` is the
+    run's (`dse.analysis._importance.run_importance`), else it is computed from the table.
     """
     out_path = Path(out_path)
     document = build_html(df, title=title, best_toml=best_toml, space_summary=space_summary, top=top,
-                          headline=headline, settings=settings)
+                          headline=headline, settings=settings, cmd_args=cmd_args, importance=importance)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(out_path, document)  # the umask's mode, like every other file of the run
 
 
 def build_html(df: pd.DataFrame, *, title: str, best_toml: str | None, space_summary: str, top: int = 20,
-               headline: str | None = None, settings: str | None = None) -> str:
+               headline: str | None = None, settings: str | None = None,
+               cmd_args: Mapping[str, Any] | None = None, importance: Importance | None = None) -> str:
     """The report as one HTML string (no I/O), so that it can be served or tested without a file.
 
-    `headline` (the speed-up over the baseline, `dse best`'s first line) leads; `settings` are the run's own."""
+    `headline` (the speed-up over the baseline, `dse best`'s first line) leads; `settings` are the run's own.
+    Then the engineer's sections: TFLOP/s/GPU and MFU per parameter value, memory against the GPU's capacity
+    (both from the sweep's `cmd_args`: gpu_type, compute_dtype) and parameter importance (fANOVA)."""
     e = html.escape
+    eff = with_efficiency(df, cmd_args)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -97,7 +108,10 @@ def build_html(df: pd.DataFrame, *, title: str, best_toml: str | None, space_sum
         '<h2 id="space">Search space</h2>',
         f"<pre>{e(space_summary)}</pre>" if space_summary else "<p>No space summary given.</p>",
         '<h2 id="top">Top trials by reward</h2>',
-        _top_table(df, top),
+        _top_table(eff, top),
+        efficiency_section(eff, cmd_args),
+        memory_section(eff, cmd_args),
+        importance_section(importance if importance is not None else table_importance(df)),
         '<h2 id="failures">Failed and infeasible trials</h2>',
         _failure_table(df),
         '<h2 id="figures">Figures</h2>',
@@ -127,7 +141,11 @@ def _subtitle(df: pd.DataFrame) -> str:
     if ok and "reward" in df.columns:
         rewards = pd.to_numeric(df.loc[_success_mask(df), "reward"], errors="coerce")
         if rewards.notna().any():
+            best = rewards.idxmax()
+            step = pd.to_numeric(pd.Series([df.loc[best].get("metric.step-time")]), errors="coerce").iloc[0]
             text += f"; best reward {_fmt(float(rewards.max()))}"
+            if np.isfinite(step):
+                text += f" (step time {units.seconds(float(step))})"
     return text
 
 
@@ -143,8 +161,8 @@ def _status_table(df: pd.DataFrame) -> str:
     rows.append(f'<tr><th scope="row">total</th><td class="num" data-status="total">{len(df)}</td></tr>')
     if "gpu_hours" in df.columns:
         spent = float(pd.to_numeric(df["gpu_hours"], errors="coerce").fillna(0.0).sum())
-        rows.append(f'<tr><th scope="row">GPU-hours spent</th><td class="num" data-total="gpu_hours">{spent:.3g}'
-                    "</td></tr>")
+        rows.append(f'<tr><th scope="row">GPU-hours spent</th><td class="num" data-total="gpu_hours">'
+                    f"{units.gpu_hours(spent)}</td></tr>")
     return '<table class="status"><tbody>' + "".join(rows) + "</tbody></table>"
 
 
@@ -153,8 +171,9 @@ def _top_columns(df: pd.DataFrame) -> list[str]:
     params = [c for c in df.columns if isinstance(c, str) and c.startswith("param.")]
     envs = [c for c in df.columns if isinstance(c, str) and c.startswith("env.")]
     metrics = [c for c in df.columns if isinstance(c, str) and c.startswith("metric.")]
+    mfu = ["mfu"] if "mfu" in df.columns and df["mfu"].notna().any() else []  # with_efficiency's, when known
     tail = [c for c in ("cache_hit", "job_id", "duration_s") if c in df.columns]
-    return lead + params + envs + metrics + tail
+    return lead + params + envs + metrics + mfu + tail
 
 
 def _header(column: str) -> str:
@@ -164,6 +183,8 @@ def _header(column: str) -> str:
         return f"{column.removeprefix('env.')} (env)"
     if column == "duration_s":
         return "duration (s)"
+    if column == "mfu":
+        return "MFU"
     return column.removeprefix("param.")
 
 
@@ -180,7 +201,8 @@ def _top_table(df: pd.DataFrame, top: int) -> str:
     head = "<tr><th>rank</th>" + "".join(f"<th>{html.escape(_header(c))}</th>" for c in columns) + "</tr>"
     body = []
     for rank, (_, row) in enumerate(best.iterrows(), start=1):
-        cells = "".join(_cell(row[c]) for c in columns)
+        cells = "".join(f'<td class="num mfu">{units.percent(row[c])}</td>' if c == "mfu" else _cell(row[c])
+                        for c in columns)
         body.append(f'<tr class="trial"><td class="num">{rank}</td>{cells}</tr>')
     n_ok = int(ok.sum())
     note = f"<p>{len(best)} of {n_ok} successful trials, highest reward first.</p>"
@@ -244,23 +266,7 @@ def _figures(df: pd.DataFrame) -> list[str]:
         (f"Environment effects: {label} per env_param value", "env-effects",
          lambda: plots.env_effects(df, metric=metric)),
     ]
-    out = []
-    for caption, ident, draw in specs:
-        try:
-            data = _png_base64(draw())
-        except Exception as exc:  # a figure bug must not cost the user the rest of the report
-            out.append(f'<p class="error">Figure "{html.escape(caption)}" could not be drawn: '
-                       f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</p>")
-            continue
-        out.append(f'<figure id="{ident}"><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-                   f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    return out
-
-
-def _png_base64(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return [figure_html(caption, ident, draw) for caption, ident, draw in specs]
 
 
 # ---------------------------------------------------------------------------------------------- cells

@@ -22,14 +22,17 @@ from matplotlib.lines import Line2D
 __all__ = [
     "METRIC_LABELS",
     "convergence",
+    "efficiency_by_value",
     "env_effects",
     "metric_label",
     "lower_is_better",
+    "memory_vs_capacity",
     "parallel_coordinates",
     "parameter_effects",
     "pareto_front",
 ]
 
+from dse.analysis._efficiency_plots import efficiency_by_value, memory_vs_capacity
 from dse.analysis._figures import (
     _BAND_COLOR,
     _FAIL_STYLE,
