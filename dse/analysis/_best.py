@@ -21,7 +21,7 @@ from dse.analysis._table import (
     total_gpu_hours,
 )
 from dse.errors import InputError
-from dse.metrics import is_step_time
+from dse.metrics import format_metric, format_metrics, is_step_time
 from dse.storage import TrialStore
 from dse.trial import TrialRecord
 
@@ -93,9 +93,10 @@ def _text(s: dict[str, Any]) -> str:
         head = (f"trial {s['trial']} is {s['speedup']:.2f}x faster than the baseline (trial {base['trial']}, "
                 f"{base['source']}): {_diff(s['params'], base['params'])}; {cost}")
     step = s["step_metric"]
-    lines = [head, f"  params: {s['params']}", f"  metrics: {s['metrics']}"]
+    lines = [head, f"  params: {s['params']}", f"  metrics: {format_metrics(s['metrics'])}"]
     if base is not None and step in base["metrics"] and step in s["metrics"]:
-        lines.append(f"  {step}: {base['metrics'][step]:.4g} (baseline) -> {s['metrics'][step]:.4g}")
+        lines.append(f"  {step}: {format_metric(step, base['metrics'][step])} (baseline) -> "
+                     f"{format_metric(step, s['metrics'][step])}")
     lines += [f"  env: {s['env']}", f"  config_hash: {s['config_hash']}"]
     return "\n".join(lines)
 

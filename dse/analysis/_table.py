@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from dse.errors import InputError
+from dse.metrics import format_metrics
 from dse.storage import TrialStore
 from dse.tomlwrite import dumps
 from dse.trial import SUCCESS_STATUSES, FailureReason, TrialRecord
@@ -179,7 +180,7 @@ def status_text(run_dir: Path) -> str:
                                                   if running else ""))
     lines.append(f"spent: {gpu_hours_text(recs, _simulated(store))}")
     if best:
-        lines.append(f"best: trial {best.trial} reward {best.reward:.6g} {best.action} {best.metrics}")
+        lines.append(f"best: trial {best.trial}: {format_metrics(best.metrics)}; {best.action}")
     else:
         lines.append("best: none yet")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dse.analysis import best_record, status_counts, total_gpu_hours
+from dse.metrics import format_metrics
 from dse.trial import TrialRecord
 
 
@@ -74,7 +75,7 @@ class Progress:
         line1 = (f"{done}/{self.total} done, {counts['running']} running | {total_gpu_hours(recs):.3g} GPU-h | "
                  f"{_duration(elapsed)}" + ("" if math.isnan(eta) else f", ETA {_duration(eta)}"))
         best = best_record(recs)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in best.metrics.items()) if best else ""
+        shown = format_metrics(best.metrics) if best else ""
         line3 = f"best: trial {best.trial}: {shown} {_params(best.action)}" if best else "best: none yet"
         return Text("\n".join(_fit(line) for line in (line1, kinds, line3)))
 

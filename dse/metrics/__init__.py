@@ -27,6 +27,7 @@ from dse.metrics._parse import (
     parse_metrics_json,
 )
 from dse.metrics._rewards import FAILED_REWARD, get_reward, is_better, register_reward, reward_names, score
+from dse.metrics._units import format_metric, format_metrics, format_number, metric_unit
 
 __all__ = [
     "EarlyStopping",
@@ -47,11 +48,15 @@ __all__ = [
     "TOKENS_ALIASES",
     "WINDOW",
     "classify_failure",
+    "format_metric",
+    "format_metrics",
+    "format_number",
     "get_reward",
     "is_better",
     "is_step_time",
     "metric_directions",
     "metric_kind",
+    "metric_unit",
     "metric_value",
     "normalize_name",
     "parse_flat_json",
