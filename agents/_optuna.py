@@ -231,7 +231,7 @@ class OptunaAgent(Agent):
             return None
         if not self.multi and not self.on_metric:
             return [float(result.reward)]
-        vals = [float(v) for v in result.values]
+        vals = [float(v) for v in result.values][:len(self.study.directions)]  # one objective: the first metric
         if len(vals) != len(self.study.directions) or not all(math.isfinite(v) for v in vals):
             return None
         return vals
