@@ -21,7 +21,7 @@ from dse.analysis._table import (
     total_gpu_hours,
 )
 from dse.errors import InputError
-from dse.metrics import format_metric, format_metrics, is_step_time
+from dse.metrics import format_metric, format_metrics, is_step_time, units
 from dse.storage import TrialStore
 from dse.trial import TrialRecord
 
@@ -81,7 +81,7 @@ def best_text(run_dir: Path) -> str:
 
 
 def _text(s: dict[str, Any]) -> str:
-    cost = f"found in {s['trials']} trials and {s['gpu_hours']:.3g} GPU-hours" + (
+    cost = f"found in {s['trials']} trials and {units.gpu_hours(s['gpu_hours'])}" + (
         " (simulated)" if s["gpu_hours_simulated"] else "")
     base = s["baseline"]
     if base is None:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dse.analysis import _units as units
 from dse.analysis._figures import SUCCESS, _categories, _fmt_value, _is_missing, _param_columns
+from dse.metrics import units
 from dse.simulator import GPU, GPUS
 from dse.trial import FailureReason
 

@@ -16,7 +16,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from dse.analysis import _units as units
 from dse.analysis._efficiency import FLOPS, MEMORY, best_index, efficiency_note, is_oom, with_efficiency
 from dse.analysis._figures import (
     _FAIL_STYLE,
@@ -35,6 +34,7 @@ from dse.analysis._figures import (
     _positions,
     _status,
 )
+from dse.metrics import units
 
 __all__ = ["efficiency_by_value", "memory_vs_capacity"]
 

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dse.analysis import _units as units
 from dse.analysis import plots
 from dse.analysis._efficiency import with_efficiency
 from dse.analysis._figures import _is_missing
 from dse.analysis._importance import Importance, table_importance
 from dse.analysis._report_engineer import CSS as _ENGINEER_CSS
 from dse.analysis._report_engineer import efficiency_section, figure_html, importance_section, memory_section
+from dse.metrics import units
 from dse.tomlwrite import write_text_atomic
 from dse.trial import FAILURE_STATUSES, TrialStatus
 

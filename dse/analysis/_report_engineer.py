@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dse.analysis import _units as units
 from dse.analysis._efficiency import (
     FLOPS,
     MEMORY,
@@ -30,6 +29,7 @@ from dse.analysis._efficiency import (
 from dse.analysis._efficiency_plots import efficiency_by_value, memory_vs_capacity
 from dse.analysis._figures import _fmt_value
 from dse.analysis._importance import Importance
+from dse.metrics import units
 
 __all__ = ["efficiency_section", "figure_html", "importance_section", "memory_section", "png_base64"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from dse.errors import InputError
-from dse.metrics import format_metrics
+from dse.metrics import format_metrics, units
 from dse.storage import TrialStore
 from dse.tomlwrite import dumps
 from dse.trial import SUCCESS_STATUSES, FailureReason, TrialRecord
@@ -166,7 +166,7 @@ def total_gpu_hours(records: Sequence[TrialRecord]) -> float:
 
 def gpu_hours_text(records: Sequence[TrialRecord], simulated: bool) -> str:
     """`12.3 GPU-hours`, labelled `(simulated)` for a simulated workload, whose runs cost no real GPU."""
-    return f"{total_gpu_hours(records):.3g} GPU-hours" + (" (simulated)" if simulated else "")
+    return units.gpu_hours(total_gpu_hours(records)) + (" (simulated)" if simulated else "")
 
 
 def status_text(run_dir: Path) -> str:

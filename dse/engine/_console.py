@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dse.analysis import best_record, status_counts, total_gpu_hours
-from dse.metrics import format_metrics
+from dse.metrics import format_metrics, units
 from dse.trial import TrialRecord
 
 
@@ -72,7 +72,7 @@ class Progress:
         eta = elapsed / done * (self.total - done) if done else float("nan")
         counts = status_counts(recs)
         kinds = " ".join(f"{n} {k}" for k, n in counts.items() if n and k != "running") or "-"
-        line1 = (f"{done}/{self.total} done, {counts['running']} running | {total_gpu_hours(recs):.3g} GPU-h | "
+        line1 = (f"{done}/{self.total} done, {counts['running']} running | {units.gpu_hours(total_gpu_hours(recs))} | "
                  f"{_duration(elapsed)}" + ("" if math.isnan(eta) else f", ETA {_duration(eta)}"))
         best = best_record(recs)
         shown = format_metrics(best.metrics) if best else ""

@@ -27,7 +27,7 @@ from dse.metrics._parse import (
     parse_metrics_json,
 )
 from dse.metrics._rewards import FAILED_REWARD, get_reward, is_better, register_reward, reward_names, score
-from dse.metrics._units import format_metric, format_metrics, format_number, metric_unit
+from dse.metrics.units import format_metric, format_metrics, format_number, metric_unit
 
 __all__ = [
     "EarlyStopping",
