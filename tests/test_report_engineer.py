@@ -236,8 +236,19 @@ def test_numbers_are_rounded_with_units(runs: dict[str, Path]) -> None:
     text = _visible(doc)
     assert not re.search(r"\d\.\d{9,}", text), re.search(r".{40}\d\.\d{9,}.{20}", text)
     step = best_summary(runs["random"])["metrics"]["step-time"]
-    assert f"(step time {step:.3g} s)" in text  # the subtitle: the best step time, in seconds
+    best = best_summary(runs["random"])["trial"]
+    assert f"best step time {step:.4g} s (trial {best})" in text  # the subtitle: a step time, not a reward
+    assert "reward 0." not in text  # nor in the best configuration's header
     spent = load_trials(runs["random"])["gpu_hours"].sum()
     assert re.search(rf'data-total="gpu_hours">{spent:.0f} GPU-hours<', doc)
     assert re.search(r"\d+\.\d TFLOP/s/GPU, MFU \d+\.\d %", text)
     assert re.search(r"uses \d+\.\d of \d+\.\d GB, \d+ % headroom", text)
+
+
+def test_out_of_memory_and_rejected_trials_are_counted_apart_within_the_failed(runs: dict[str, Path]) -> None:
+    doc = _doc(runs["random"])
+    df = load_trials(runs["random"])
+    oom = int(df["error"].astype(str).str.startswith("out-of-memory").sum())
+    assert oom > 0
+    assert re.search(rf'of which out of memory</th><td class="num" data-reason="out-of-memory">{oom}<', doc)
+    assert re.search(r'data-reason="rejected-config">0<', doc)

@@ -26,7 +26,7 @@ from dse.analysis._report_engineer import CSS as _ENGINEER_CSS
 from dse.analysis._report_engineer import efficiency_section, figure_html, importance_section, memory_section
 from dse.metrics import units
 from dse.tomlwrite import write_text_atomic
-from dse.trial import FAILURE_STATUSES, TrialStatus
+from dse.trial import FAILURE_STATUSES, FailureReason, TrialStatus
 
 __all__ = ["STATUSES", "build_html", "render_report"]
 
@@ -143,21 +143,32 @@ def _subtitle(df: pd.DataFrame) -> str:
         if rewards.notna().any():
             best = rewards.idxmax()
             step = pd.to_numeric(pd.Series([df.loc[best].get("metric.step-time")]), errors="coerce").iloc[0]
-            text += f"; best reward {_fmt(float(rewards.max()))}"
-            if np.isfinite(step):
-                text += f" (step time {units.seconds(float(step))})"
+            trial = df.loc[best].get("trial")
+            if np.isfinite(step):  # an engineer reads a step time; the reward only where there is none
+                text += f"; best step time {units.format_metric('step-time', float(step))} (trial {trial})"
+            else:
+                text += f"; best reward {_fmt(float(rewards.max()))} (trial {trial})"
     return text
 
 
 def _status_table(df: pd.DataFrame) -> str:
     counts = _statuses(df).value_counts()
     names = list(STATUSES) + sorted(s for s in counts.index if s not in STATUSES)
+    errors = df["error"].astype(str) if "error" in df.columns else pd.Series([""] * len(df), index=df.index)
+    failed = _statuses(df).isin([s.value for s in FAILURE_STATUSES])
     rows = []
     for name in names:
         n = int(counts.get(name, 0))
         cls = ' class="num zero"' if n == 0 else ' class="num"'
         rows.append(f'<tr><th scope="row">{html.escape(name)}</th><td{cls} data-status="{html.escape(name)}">'
                     f"{n}</td></tr>")
+        if name != TrialStatus.FAILED:
+            continue
+        for reason, label in ((FailureReason.OUT_OF_MEMORY, "of which out of memory"),
+                              (FailureReason.REJECTED_CONFIG, "of which rejected by the framework")):
+            k = int((failed & errors.str.startswith(reason.value)).sum())  # the sweep's findings, not faults
+            rows.append(f'<tr><th scope="row">&nbsp;&nbsp;{label}</th><td class="num{" zero" if k == 0 else ""}" '
+                        f'data-reason="{reason.value}">{k}</td></tr>')
     rows.append(f'<tr><th scope="row">total</th><td class="num" data-status="total">{len(df)}</td></tr>')
     if "gpu_hours" in df.columns:
         spent = float(pd.to_numeric(df["gpu_hours"], errors="coerce").fillna(0.0).sum())
