@@ -27,6 +27,15 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", dest="test_id", default=None, help="the [[Tests]] id to sweep in a scenario")
 
 
+def _add_log_args(p: argparse.ArgumentParser, resume: bool = False) -> None:
+    p.add_argument("--log-to", action="append", default=None, metavar="wandb|mlflow",
+                   help="send each finished trial to Weights & Biases and/or MLflow (repeat, or wandb,mlflow; "
+                        "the extras megatron-dse[wandb] / [mlflow])"
+                        + ("; the run's own trackers are continued anyway" if resume else ""))
+    p.add_argument("--wandb-project", default=None,
+                   help="W&B project of a new W&B run (default $WANDB_PROJECT or dse)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dse",
@@ -78,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stopping", action="store_true",
                    help="stop running trials whose step time is confidently slower than the best trial's "
                         "(settings: an [early_stopping] table in the sweep)")
+    _add_log_args(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("resume", help="finish an interrupted sweep",
@@ -85,7 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "running are re-attached and collected, the rest is run.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--parallel", type=int, default=None, help="trials in flight (default: as the run had)")
+    _add_log_args(p, resume=True)
     p.set_defaults(func=_cmd_resume)
+
+    p = sub.add_parser("export", help="send a finished run's trials to W&B or MLflow",
+                       description="Send every finished trial of a run to Weights & Biases and/or MLflow, as "
+                                   "`dse run --log-to` does live; trials sent before are not sent again.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--to", action="append", required=True, metavar="wandb|mlflow",
+                   help="the tracker(s): repeat, or wandb,mlflow")
+    p.add_argument("--wandb-project", default=None, help="W&B project (default $WANDB_PROJECT or dse)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("status", help="counts by status, best so far, jobs in flight")
     p.add_argument("run_dir", type=Path)
@@ -200,7 +220,9 @@ def _cmd_dry_run(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dse.agents import create_sweep_agent
     from dse.engine import RunOptions, run_sweep
+    from dse.export import make_loggers, parse_log_to
 
+    log_to = parse_log_to(args.log_to)  # a missing extra is refused before anything runs
     sweep = _load(args)
     if args.parallel < 1:
         raise InputError("must be >= 1", field="--parallel")
@@ -217,6 +239,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         time_scale=args.time_scale,
         early_stopping=args.early_stopping,
+        log_to=log_to,
+        trial_observers=list(make_loggers(log_to, wandb_project=args.wandb_project)),
     )
     return run_sweep(sweep, opts, create_sweep_agent)
 
@@ -224,8 +248,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from dse.agents import create_sweep_agent
     from dse.engine import resume_sweep
+    from dse.export import make_loggers, parse_log_to, run_log_to
 
-    return resume_sweep(args.run_dir, create_sweep_agent, parallel=args.parallel)
+    log_to = parse_log_to([*run_log_to(args.run_dir), *(args.log_to or [])])
+    loggers = make_loggers(log_to, wandb_project=args.wandb_project)
+    return resume_sweep(args.run_dir, create_sweep_agent, parallel=args.parallel, observers=loggers, log_to=log_to)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from dse.export import export_run, make_loggers, parse_log_to
+
+    names = parse_log_to(args.to, flag="--to")
+    for line in export_run(args.run_dir, make_loggers(names, wandb_project=args.wandb_project)):
+        print(line)
+    return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

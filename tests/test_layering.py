@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dse.engine",),
     ("dse.agents",),
     ("dse.envs",),
+    ("dse.export",),  # W&B / MLflow loggers: the engine's trial observers, above it so that it cannot import them
     ("dse.cli", "dse.api", "dse.completion", "dse"),  # the CLI composes the engine with the agents; `dse/__init__` re-exports lazily
 ]
 MAX_LINES = 500

@@ -10,9 +10,10 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,21 @@ class SearchAgent(Protocol):
     def reserve(self, action: Mapping[str, Any]) -> None: ...
 
 
+class TrialObserver(Protocol):
+    """Told of every finished trial (an experiment tracker: `dse.export`'s loggers). The engine imports none:
+    the CLI hands them in. `start` comes once the run dir and its metadata exist, `on_trial` for each finished
+    trial (on resume also for those finished before, which an observer must not log twice), `close` at the
+    end, even after an error or Ctrl-C. An observer's exception never stops the sweep: one warning, then on."""
+
+    name: str
+
+    def start(self, run_dir: Path) -> None: ...
+
+    def on_trial(self, record: TrialRecord) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class AgentFactory(Protocol):
     """Makes the sweep's agent by name; the engine imports no agent (the CLI passes
     `dse.agents.create_sweep_agent`). An unknown name or bad agent_config raises `InputError`."""
@@ -65,6 +81,9 @@ class RunOptions:
     executor: str | None = None
     time_scale: float | None = None
     early_stopping: bool = False  # `--early-stopping` (the sweep's `early_stopping` setting also turns it on)
+    log_to: list[str] = field(default_factory=list)  # trackers (`--log-to`), kept in the metadata for `dse resume`
+    # told of each finished trial; not metadata (objects, not settings)
+    trial_observers: list[TrialObserver] = field(default_factory=list, repr=False, compare=False)
 
 
 def early_stopping_rule(sweep: Sweep, flag: bool) -> EarlyStopping | None:
@@ -145,16 +164,21 @@ class SweepRunner:
             os.environ["DSE_SIM_TIME_SCALE"] = str(opts.time_scale)
         if not resumed:
             self._write_run_files()
+        elif opts.log_to and self.store.get_meta("options", {}).get("log_to") != opts.log_to:
+            self.store.set_meta("options", {**self.store.get_meta("options", {}), "log_to": opts.log_to})
+        self.observers = list(opts.trial_observers)
+        self._observer_warned: set[int] = set()
         self.started = time.time()
         self._dirty, self._exported = False, 0.0
 
     def _write_run_files(self) -> None:
         data = _sweep_data(self.sweep)
+        options = {f.name: getattr(self.opts, f.name) for f in fields(self.opts) if f.name != "trial_observers"}
         write_toml_atomic(self.run_dir / "sweep.toml", data, header=f"resolved sweep of {self.sweep.source}; "
                                                                      "secrets redacted")
         meta = {
             "sweep_data": data, "agent": self.agent_name, "steps": self.steps, "seed": self.seed,
-            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.opts).items()},
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
             "params": self.space.agent.names, "env_params": self.space.env.names,
             "metrics": list(self.sweep.test.agent_metrics),
             "space_summary": space_summary(self.space, self.count)[0],
@@ -167,8 +191,35 @@ class SweepRunner:
         print(f"run dir: {self.run_dir}", flush=True)
         print(f"trials to run: {self.steps:,} (agent {self.agent_name}, {self.count.valid:,} valid points)", flush=True)
 
+    # ---- the observers (experiment trackers) ----------------------------------------------------
+    def _tell_observers(self, what: str, *args: Any) -> None:
+        """Call `what` on each observer; an exception is one warning per observer, never the sweep's end (an
+        observer whose `start` failed is dropped: it has nowhere to log)."""
+        for obs in list(self.observers):
+            try:
+                getattr(obs, what)(*args)
+            except Exception as exc:
+                if what == "start":
+                    self.observers.remove(obs)
+                if id(obs) in self._observer_warned:
+                    continue
+                self._observer_warned.add(id(obs))
+                name = getattr(obs, "name", type(obs).__name__)
+                text = scrub_secrets(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
+                print(f"warning: trial logger {name}: {what} failed ({text}); the sweep goes on, every trial "
+                      f"stays in trials.db (dse export {self.run_dir} --to {name} sends them later)",
+                      file=sys.stderr, flush=True)
+
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
+        """Run the sweep to its end; the observers are closed whatever happens."""
+        self._tell_observers("start", self.run_dir)
+        try:
+            return self._run()
+        finally:
+            self._tell_observers("close")
+
+    def _run(self) -> int:
         records = self.store.all()
         for rec in records:
             if not rec.status.is_finished:
@@ -176,6 +227,7 @@ class SweepRunner:
             else:
                 self.agent.tell(rec.action, self._result(rec))
                 self.engine.observe(rec)
+                self._tell_observers("on_trial", rec)
         for rec in records:  # jobs of a dead driver: re-attach, or run again
             if not rec.status.is_finished and not self.engine.reattach(rec):
                 fin = self.engine.restart(rec)
@@ -298,6 +350,7 @@ class SweepRunner:
         elapsed = time.time() - self.started
         shown = ", ".join(f"{k}={v:.4g}" for k, v in rec.metrics.items()) or (rec.error or "")[:120]
         print(f"[{elapsed:7.1f}s] trial {rec.trial:>4} {rec.status:<10} {rec.action} {shown}", flush=True)
+        self._tell_observers("on_trial", rec)
         self._dirty = True
         self._write_outputs(force=False)
 
@@ -368,8 +421,10 @@ def _restore_redacted_env(sweep: Sweep, run_dir: Path) -> None:
         sweep.test.extra_env_vars[name] = os.environ[name]
 
 
-def resume_sweep(run_dir: Path, make_agent: AgentFactory, parallel: int | None = None) -> int:
-    """`dse resume`: finish a sweep whose driver died."""
+def resume_sweep(run_dir: Path, make_agent: AgentFactory, parallel: int | None = None,
+                 observers: Sequence[TrialObserver] = (), log_to: Sequence[str] | None = None) -> int:
+    """`dse resume`: finish a sweep whose driver died. `log_to` (default: the run's own) is recorded; the CLI
+    makes the `observers` for it."""
     run_dir = Path(run_dir)
     if not (run_dir / "trials.db").is_file() or not (run_dir / "sweep.toml").is_file():
         raise InputError("not a dse run directory (needs trials.db and sweep.toml)", file=str(run_dir))
@@ -381,7 +436,9 @@ def resume_sweep(run_dir: Path, make_agent: AgentFactory, parallel: int | None =
                           out=run_dir.parent, cache=Path(options["cache"]) if options.get("cache") else None,
                           no_cache=bool(options.get("no_cache")), executor=options.get("executor"),
                           time_scale=options.get("time_scale"),
-                          early_stopping=bool(options.get("early_stopping")))
+                          early_stopping=bool(options.get("early_stopping")),
+                          log_to=list(options.get("log_to") or []) if log_to is None else list(log_to),
+                          trial_observers=list(observers))
     sweep = load_sweep(run_dir / "sweep.toml")
     sweep.system = system
     _restore_redacted_env(sweep, run_dir)
