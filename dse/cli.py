@@ -9,6 +9,7 @@ matplotlib.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sqlite3
 import sys
 import warnings
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=3, help="number of trials to show (default 3)")
     p.add_argument("--out", type=Path, default=None, help="directory for the generated files (default: a temp dir)")
     p.add_argument("--agent", default=None, help="agent whose order to follow (default: the sweep's)")
+    p.add_argument("--json", action="store_true", help="the trials, their scripts and where they were written")
     p.set_defaults(func=_cmd_dry_run)
 
     p = sub.add_parser("install", help="check out the pinned repos, the launcher's Python and the image",
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "launcher (unless the system names a `launcher`), and the container image as "
                                    "a .sqsh where enroot exists. `dse run` does this before its first trial.")
     _add_sweep_args(p)
+    p.add_argument("--json", action="store_true", help="the checkouts, the launcher and the image as JSON")
     p.set_defaults(func=_cmd_install)
 
     p = sub.add_parser("run", help="run a sweep", description="Run a sweep: the agent proposes trials, the "
@@ -87,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stopping", action="store_true",
                    help="stop running trials whose step time is confidently slower than the best trial's "
                         "(settings: an [early_stopping] table in the sweep)")
+    p.add_argument("--json", action="store_true",
+                   help="progress to stderr; at the end one JSON object on stdout: the run dir, the exit code, "
+                        "the trials by kind, the GPU-hours and the best trial (as `dse status --json`)")
     _add_log_args(p)
     p.set_defaults(func=_cmd_run)
 
@@ -95,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "running are re-attached and collected, the rest is run.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--parallel", type=int, default=None, help="trials in flight (default: as the run had)")
+    p.add_argument("--json", action="store_true",
+                   help="progress to stderr; at the end one JSON object on stdout: the run dir, the exit code, "
+                        "the trials by kind, the GPU-hours and the best trial (as `dse status --json`)")
     _add_log_args(p, resume=True)
     p.set_defaults(func=_cmd_resume)
 
@@ -105,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", action="append", required=True, metavar="wandb|mlflow",
                    help="the tracker(s): repeat, or wandb,mlflow")
     p.add_argument("--wandb-project", default=None, help="W&B project (default $WANDB_PROJECT or dse)")
+    p.add_argument("--json", action="store_true", help="what each tracker was sent, as a JSON list")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("status", help="counts by status, best so far, jobs in flight")
@@ -123,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, nargs="+")
     p.add_argument("--format", choices=["text", "csv", "json", "parquet"], default="text")
     p.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("best", help="the best trial; as a ready-to-run TOML with --toml")
@@ -135,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="an HTML report with figures")
     p.add_argument("run_dir", type=Path)
     p.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--json", action="store_true", help="where the report was written, as JSON")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("agents", help="registered agents and reward functions")
@@ -143,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("completion", help="shell completion: eval \"$(dse completion bash)\"")
     p.add_argument("shell", choices=["bash"], help="the shell (bash; zsh reads it with bashcompinit)")
+    p.add_argument("--json", action="store_true", help="the words completed, per command, as JSON")
     p.set_defaults(func=_cmd_completion)
     return parser
 
@@ -204,7 +217,12 @@ def _check_agent_accepts_env(sweep, space) -> None:  # type: ignore[no-untyped-d
 def _cmd_install(args: argparse.Namespace) -> int:
     from dse.workloads import install_sweep
 
-    report = install_sweep(_load(args))
+    with _progress_to_stderr(args.json):
+        report = install_sweep(_load(args))
+    if args.json:
+        print(_json({"repos": {url: str(path) for url, path in report.repos.items()}, "launcher": report.launcher,
+                     "image": report.image, "lines": report.lines}))
+        return EXIT_OK
     for line in report.lines or ["nothing to install"]:
         print(line)
     return EXIT_OK
@@ -212,14 +230,16 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:
     from dse.agents import create_sweep_agent
-    from dse.engine import dry_run
+    from dse.engine import dry_run_text, plan_dry_run
 
-    return dry_run(_load(args), create_sweep_agent, n=args.n, out=args.out, agent=args.agent)
+    plan = plan_dry_run(_load(args), create_sweep_agent, n=args.n, out=args.out, agent=args.agent)
+    print(_json(plan.as_dict()) if args.json else dry_run_text(plan))
+    return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from dse.agents import create_sweep_agent
-    from dse.engine import RunOptions, run_sweep
+    from dse.engine import RunOptions, SweepRunner, new_run_dir
     from dse.export import make_loggers, parse_log_to
 
     log_to = parse_log_to(args.log_to)  # a missing extra is refused before anything runs
@@ -242,7 +262,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log_to=log_to,
         trial_observers=list(make_loggers(log_to, wandb_project=args.wandb_project)),
     )
-    return run_sweep(sweep, opts, create_sweep_agent)
+    run_dir = new_run_dir(Path(opts.out), sweep.name)
+    with _progress_to_stderr(args.json):
+        code = SweepRunner(sweep, run_dir, opts, create_sweep_agent).run()
+    return _run_json(run_dir, code) if args.json else code
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -252,15 +275,32 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     log_to = parse_log_to([*run_log_to(args.run_dir), *(args.log_to or [])])
     loggers = make_loggers(log_to, wandb_project=args.wandb_project)
-    return resume_sweep(args.run_dir, create_sweep_agent, parallel=args.parallel, observers=loggers, log_to=log_to)
+    with _progress_to_stderr(args.json):
+        code = resume_sweep(args.run_dir, create_sweep_agent, parallel=args.parallel, observers=loggers,
+                            log_to=log_to)
+    return _run_json(args.run_dir, code) if args.json else code
+
+
+def _progress_to_stderr(json_out: bool) -> contextlib.AbstractContextManager[object]:
+    """With --json, stdout holds only the JSON: what a command prints while it works goes to stderr."""
+    return contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
+
+
+def _run_json(run_dir: Path, code: int) -> int:
+    """`dse run/resume --json`: the run dir and exit code with `dse status --json` (the best, the GPU-hours)."""
+    from dse.analysis import status_summary
+
+    print(_json({"run_dir": str(run_dir), "exit_code": code, **status_summary(run_dir)}))
+    return code
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from dse.export import export_run, make_loggers, parse_log_to
+    from dse.export import export_run, export_text, make_loggers, parse_log_to
 
     names = parse_log_to(args.to, flag="--to")
-    for line in export_run(args.run_dir, make_loggers(names, wandb_project=args.wandb_project)):
-        print(line)
+    with _progress_to_stderr(args.json):
+        sent = export_run(args.run_dir, make_loggers(names, wandb_project=args.wandb_project))
+    print(_json(sent) if args.json else "\n".join(export_text(sent)))
     return EXIT_OK
 
 
@@ -273,6 +313,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from dse.analysis import compare_runs
+    from dse.metrics import format_number
 
     rows = compare_runs(args.run_dirs)
     if args.json:
@@ -280,7 +321,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'run':<44} {'agent':<14} {'trials':>6} {'best':>5} {'step time':>10} {'speed-up':>8} {'GPU-h':>8}")
     for r in rows:
-        step = "-" if r["best_step_time"] is None else f"{r['best_step_time']:.4g}"
+        step = "-" if r["best_step_time"] is None else f"{format_number(r['best_step_time'])} s"
         speed = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
         print(f"{Path(r['run']).name[:44]:<44} {str(r['agent'])[:14]:<14} {r['trials']:>6} "
               f"{str(r['best_trial'] or '-'):>5} {step:>10} {speed:>8} {r['gpu_hours']:>8.3g}")
@@ -290,7 +331,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_table(args: argparse.Namespace) -> int:
     from dse.analysis import write_table
 
-    text = write_table(args.run_dir, fmt=args.format, output=args.output)
+    text = write_table(args.run_dir, fmt="json" if args.json else args.format, output=args.output)
     if text is not None:
         print(text)
     return EXIT_OK
@@ -318,13 +359,19 @@ def _cmd_best(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from dse.analysis import write_report
 
-    print(write_report(args.run_dir, output=args.output))
+    path = write_report(args.run_dir, output=args.output)
+    print(_json({"run_dir": str(args.run_dir), "report": str(path)}) if args.json else path)
     return EXIT_OK
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:
     from dse.completion import bash_script
 
+    if args.json:
+        from dse.completion import completion_words
+
+        print(_json(completion_words(build_parser())))
+        return EXIT_OK
     print(bash_script(build_parser()), end="")
     return EXIT_OK
 

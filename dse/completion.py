@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-__all__ = ["bash_script"]
+__all__ = ["bash_script", "completion_words"]
 
 
 def _words(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
@@ -23,6 +23,13 @@ def _words(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
         else:
             out[""].extend(action.option_strings)
     return out
+
+
+def completion_words(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    """`dse completion bash --json`: the commands (and global options) under "commands", then each command's
+    flags, as the script completes them."""
+    words = _words(parser)
+    return {"commands": words[""], **{cmd: opts for cmd, opts in sorted(words.items()) if cmd}}
 
 
 def bash_script(parser: argparse.ArgumentParser) -> str:

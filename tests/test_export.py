@@ -289,6 +289,8 @@ def test_export_sends_a_finished_run_once(tmp_path: Path, logged: tuple[Path, An
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # in this process from here: no second start-up to pay
     assert main(["export", str(run), "--to", "mlflow"]) == 0
     assert "mlflow: sent 0 trials (3 were sent before)" in capsys.readouterr().out
+    assert main(["export", str(run), "--to", "mlflow", "--json"]) == 0  # the same as data
+    assert json.loads(capsys.readouterr().out) == [{"tracker": "mlflow", "sent": 0, "sent_before": 3}]
     _, children = mlflow_children(run)
     assert sorted(int(c.data.tags["dse.trial"]) for c in children) == [1, 2, 3]
     (wb,) = wandb_runs(run)

@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dse.engine._dryrun import dry_run
+    from dse.engine._dryrun import DryRun, dry_run, dry_run_text, plan_dry_run
     from dse.engine._executors import Executor, JobHandle, JobResult, run_job
     from dse.engine._sweep import (
         EXPORT_EVERY_S,
@@ -41,7 +41,10 @@ _WHERE = {
     "TrialEngine": "dse.engine._trials",
     "TrialObserver": "dse.engine._sweep",
     "default_cache_path": "dse.engine._sweep",
+    "DryRun": "dse.engine._dryrun",
     "dry_run": "dse.engine._dryrun",
+    "dry_run_text": "dse.engine._dryrun",
+    "plan_dry_run": "dse.engine._dryrun",
     "new_run_dir": "dse.engine._sweep",
     "resume_sweep": "dse.engine._sweep",
     "run_job": "dse.engine._executors",
@@ -62,7 +65,10 @@ __all__ = [
     "TrialEngine",
     "TrialObserver",
     "default_cache_path",
+    "DryRun",
     "dry_run",
+    "dry_run_text",
+    "plan_dry_run",
     "new_run_dir",
     "resume_sweep",
     "run_job",

@@ -25,7 +25,7 @@ from dse.engine._rundir_lock import RunDirLock
 from dse.engine._trials import Finished, TrialEngine
 from dse.errors import InputError
 from dse.hashing import REDACTED, config_hash, redact, scrub_secrets
-from dse.metrics import EarlyStopping, score
+from dse.metrics import EarlyStopping, format_metrics, score
 from dse.space import SweepSpace, baseline_action, space_summary, trials_to_run
 from dse.spec import Sweep, SystemConfig, load_sweep
 from dse.storage import ResultCache, TrialStore
@@ -266,7 +266,7 @@ class SweepRunner:
         failed = [r for r in recs if r.status.is_failure]
         best = best_record(recs)
         print(f"done: {len(recs)} trials ({counts_text(recs)}); {gpu_hours_text(recs, self.sweep.kind.simulated)}"
-              + (f"; best trial {best.trial} reward {best.reward:.6g} {best.metrics}" if best else "; no success"),
+              + (f"; best trial {best.trial}: {format_metrics(best.metrics)}" if best else "; no success"),
               flush=True)
         if left or (stopped and not exhausted and submitted < self.steps):
             print(f"resume with: dse resume {self.run_dir}", flush=True)
@@ -348,7 +348,7 @@ class SweepRunner:
         rec = fin.record
         self.agent.tell(rec.action, self._result(rec))
         elapsed = time.time() - self.started
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in rec.metrics.items()) or (rec.error or "")[:120]
+        shown = format_metrics(rec.metrics) or (rec.error or "")[:120]
         print(f"[{elapsed:7.1f}s] trial {rec.trial:>4} {rec.status:<10} {rec.action} {shown}", flush=True)
         self._tell_observers("on_trial", rec)
         self._dirty = True

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dse.export._base import Ledger, RunInfo, TrialLogger, safe_key
 from dse.export._mlflow import MlflowLogger, default_tracking_uri
-from dse.export._run import TRACKERS, ExportError, export_run, make_loggers, parse_log_to, run_log_to
+from dse.export._run import (
+    TRACKERS,
+    ExportError,
+    export_run,
+    export_text,
+    make_loggers,
+    parse_log_to,
+    run_log_to,
+)
 from dse.export._wandb import WandbLogger
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "WandbLogger",
     "default_tracking_uri",
     "export_run",
+    "export_text",
     "make_loggers",
     "parse_log_to",
     "run_log_to",

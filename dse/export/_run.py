@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from dse.errors import DseError, InputError, scrub_message
 from dse.export._base import TrialLogger
@@ -66,8 +67,9 @@ def run_log_to(run_dir: Path) -> list[str]:
         return [str(n) for n in (store.get_meta("options", {}) or {}).get("log_to") or []]
 
 
-def export_run(run_dir: Path, loggers: Iterable[TrialLogger]) -> list[str]:
-    """Send every finished trial of a run to each logger (those sent before are skipped); one line each."""
+def export_run(run_dir: Path, loggers: Iterable[TrialLogger]) -> list[dict[str, Any]]:
+    """Send every finished trial of a run to each logger (those sent before are skipped); what each sent:
+    `{"tracker", "sent", "sent_before"}` (`dse export --json`; `export_text` words it)."""
     run_dir = Path(run_dir)
     if not (run_dir / "trials.db").is_file():
         raise InputError("not a dse run directory (needs trials.db)", file=str(run_dir))
@@ -86,5 +88,10 @@ def export_run(run_dir: Path, loggers: Iterable[TrialLogger]) -> list[str]:
             raise
         except Exception as exc:
             raise ExportError(scrub_message(f"{logger.name}: {type(exc).__name__}: {exc}")) from exc
-        lines.append(f"{logger.name}: sent {logger.sent} trials ({len(records) - logger.sent} were sent before)")
+        lines.append({"tracker": logger.name, "sent": logger.sent, "sent_before": len(records) - logger.sent})
     return lines
+
+
+def export_text(sent: Iterable[dict[str, Any]]) -> list[str]:
+    """`mlflow: sent 3 trials (0 were sent before)`, one line per tracker."""
+    return [f"{s['tracker']}: sent {s['sent']} trials ({s['sent_before']} were sent before)" for s in sent]
