@@ -95,8 +95,8 @@ def test_the_using_it_commands_run_on_the_main_jobs_run(workspace: tuple[Path, d
     for line in usage.splitlines():
         line = _uncommented(line)
         for part in (p.strip() for p in line.split(";")):
-            if not part.startswith("dse ") or part.split()[1] in ("run", "resume", "install"):
-                continue  # run: the fixture ran it; resume and install: the tests of the sweep and install
+            if not part.startswith("dse ") or part.split()[1] in ("run", "resume", "install", "export"):
+                continue  # run: the fixture ran it; resume, install, export: the tests of the sweep, install, export
             words = [w.removesuffix("...") for w in re.sub(r"\[[^]]*\]", "", part).split()]
             command = " ".join(words).replace("SWEEP.toml", DEMO).replace("RUN_DIR", str(run_dir))
             r = _run(command, root, env)
