@@ -15,6 +15,7 @@ The package is layered; each layer imports only the ones above it in this list (
 - `dse.agents`: search agents (folder `agents/`)
 - `dse.engine`: executors, the trial engine, the sweep loop
 - `dse.envs`: the gymnasium env (folder `envs/`)
+- `dse.export`: `--log-to` / `dse export`, each finished trial to W&B or MLflow (the engine's trial observers)
 - `dse.cli`, `dse.api`: the `dse` command and `dse.run(...)` / `dse.load(...)`, which compose the engine with
   the agents
 

@@ -7,6 +7,7 @@ sits at the top of the layers, beside the CLI: it composes the engine with the a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from dse.agents import create_sweep_agent
 from dse.analysis import best_summary, load_trials
 from dse.engine import RunOptions, SweepRunner, new_run_dir
 from dse.errors import InputError
+from dse.export import make_loggers, parse_log_to
 from dse.spec import Sweep, load_sweep
 
 if TYPE_CHECKING:
@@ -61,12 +63,16 @@ class RunResult:
 def run(sweep: str | Path | Sweep, *, agent: str | None = None, steps: int | None = None, parallel: int = 1,
         seed: int | None = None, out: str | Path = "runs", cache: str | Path | None = None, no_cache: bool = False,
         executor: str | None = None, early_stopping: bool = False, time_scale: float | None = None,
-        system: str | Path | None = None) -> RunResult:
-    """`dse run` as a function: run the sweep (a TOML path or a `Sweep`) and return its `RunResult`."""
+        system: str | Path | None = None, log_to: Sequence[str] = (),
+        wandb_project: str | None = None) -> RunResult:
+    """`dse run` as a function: run the sweep (a TOML path or a `Sweep`) and return its `RunResult`.
+    `log_to` ("wandb", "mlflow") sends each finished trial to those trackers, as `--log-to` does."""
+    names = parse_log_to(list(log_to), flag="log_to") if log_to else []  # a missing extra is refused before anything runs
     loaded = sweep if isinstance(sweep, Sweep) else load_sweep(sweep, system=system)
     opts = RunOptions(agent=agent, steps=steps, parallel=parallel, seed=seed, out=Path(out),
                       cache=None if cache is None else Path(cache), no_cache=no_cache, executor=executor,
-                      time_scale=time_scale, early_stopping=early_stopping)
+                      time_scale=time_scale, early_stopping=early_stopping, log_to=names,
+                      trial_observers=list(make_loggers(names, wandb_project=wandb_project)))
     run_dir = new_run_dir(Path(out), loaded.name)
     code = SweepRunner(loaded, run_dir, opts, create_sweep_agent).run()
     return RunResult(run_dir, code)

@@ -19,6 +19,7 @@ import pytest
 from conftest import write_toml
 
 from dse.analysis import load_trials
+from dse.errors import InputError
 from dse.storage import TrialStore
 from dse.trial import TrialRecord
 
@@ -297,3 +298,18 @@ def test_export_sends_a_finished_run_once(tmp_path: Path, logged: tuple[Path, An
     assert sorted(row["trial"] for row in wb["rows"]) == [1, 2, 3]
     assert main(["export", str(tmp_path), "--to", "wandb"]) == 2
     assert "not a dse run directory" in capsys.readouterr().err
+
+
+def test_the_library_run_logs_to_mlflow_too(tmp_path: Path, logged: tuple[Path, Any],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import dse as library
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(logged, tmp_path))
+    result = library.run(sweep(tmp_path), out=tmp_path / "runs", no_cache=True, executor="debug",
+                         log_to=["mlflow"])
+    assert result.exit_code == 0
+    _, children = mlflow_children(result.run_dir)
+    assert sorted(int(c.data.tags["dse.trial"]) for c in children) == [1, 2, 3]
+    with pytest.raises(InputError) as err:
+        library.run(sweep(tmp_path), out=tmp_path / "runs", log_to=["nope"])
+    assert err.value.field == "log_to"
