@@ -23,10 +23,10 @@ from dse.analysis._figures import (
     _OK_COLOR,
     SUCCESS,
     _categories,
+    _category_axis,
     _empty_facets,
     _facet_grid,
     _Figure,
-    _fmt_value,
     _jitter,
     _note,
     _numeric,
@@ -88,13 +88,7 @@ def efficiency_by_value(df: pd.DataFrame, *, cmd_args: Mapping[str, Any] | None 
         if best is not None and bool(ok.loc[best]):
             bx = _positions(eff.loc[[best], param], cats)
             ax.scatter(bx, [flops.loc[best]], **_BEST_STYLE)
-        ax.set_xticks(range(len(cats)), [_fmt_value(c) for c in cats])
-        ax.set_xlim(-0.6, len(cats) - 0.4)
-        ax.set_xlabel(param.removeprefix("param."))
-        ax.set_ylabel(_LABEL)
-        ax.grid(True, axis="y", alpha=0.3)
-        if len(cats) > 4 and max(len(_fmt_value(c)) for c in cats) > 6:
-            ax.tick_params(axis="x", labelrotation=30)
+        _category_axis(ax, param, cats, _LABEL)
         if peak:
             p = peak[0]
             right = ax.secondary_yaxis("right", functions=(lambda t, p=p: 100.0 * t / p,

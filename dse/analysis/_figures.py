@@ -151,6 +151,17 @@ def _positions(series: pd.Series, cats: Sequence[Any]) -> np.ndarray:
     return np.array([index[_fmt_value(v)] for v in series], dtype=float)
 
 
+def _category_axis(ax: Any, param: str, cats: Sequence[Any], ylabel: str) -> None:
+    """One value per tick along x (labels rotated when many and long), the parameter's name under them."""
+    ax.set_xticks(range(len(cats)), [_fmt_value(c) for c in cats])
+    ax.set_xlim(-0.6, len(cats) - 0.4)
+    ax.set_xlabel(param.removeprefix("param."))
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    if len(cats) > 4 and max(len(_fmt_value(c)) for c in cats) > 6:
+        ax.tick_params(axis="x", labelrotation=30)
+
+
 def _jitter(n: int, width: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-width, width, size=n)
 

@@ -44,6 +44,7 @@ from dse.analysis._figures import (
     METRIC_LABELS,
     SUCCESS,
     _categories,
+    _category_axis,
     _data_range,
     _empty_facets,
     _facet_grid,
@@ -192,13 +193,7 @@ def parameter_effects(df: pd.DataFrame, *, metric: str = "step-time") -> Figure:
     for i, param in enumerate(params):
         ax = axes[i // ncols][i % ncols]
         cats = _categories(df[param])
-        ax.set_xticks(range(len(cats)), [_fmt_value(c) for c in cats])
-        ax.set_xlim(-0.6, len(cats) - 0.4)
-        ax.set_xlabel(param.removeprefix("param."))
-        ax.set_ylabel(label)
-        ax.grid(True, axis="y", alpha=0.3)
-        if len(cats) > 4 and max(len(_fmt_value(c)) for c in cats) > 6:
-            ax.tick_params(axis="x", labelrotation=30)
+        _category_axis(ax, param, cats, label)
         if ok.any():
             x = _positions(df.loc[ok, param], cats)
             y = value[ok].to_numpy()
