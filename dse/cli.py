@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default RUN_DIR/report.html)")
     p.add_argument("--json", action="store_true", help="where the report was written, as JSON")
+    p.add_argument("--interactive", action="store_true",
+                   help="add interactive plotly figures (offline, plotly.js embedded; the extra megatron-dse[report])")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("agents", help="registered agents and reward functions")
@@ -359,7 +361,7 @@ def _cmd_best(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from dse.analysis import write_report
 
-    path = write_report(args.run_dir, output=args.output)
+    path = write_report(args.run_dir, output=args.output, interactive=args.interactive)
     print(_json({"run_dir": str(args.run_dir), "report": str(path)}) if args.json else path)
     return EXIT_OK
 

@@ -112,13 +112,17 @@ def _settings(store: TrialStore, recs: list[TrialRecord]) -> str:
             f"early stopping {'on' if options.get('early_stopping') else 'off'}; {wall}")
 
 
-def write_report(run_dir: Path, output: Path | None = None) -> Path:
-    """The HTML report of a run directory, led by the speed-up over the baseline and the run's settings."""
+def write_report(run_dir: Path, output: Path | None = None, *, interactive: bool = False) -> Path:
+    """The HTML report of a run directory, led by the speed-up over the baseline and the run's settings;
+    `interactive` adds plotly figures (refused with one line, before anything is read, without plotly)."""
     from dse.analysis._importance import run_importance  # here: the report's own imports (optuna, sklearn)
+    from dse.analysis._interactive import require_plotly
     from dse.analysis._report import (
         render_report,  # here: the figures load matplotlib, the rest never needs it
     )
 
+    if interactive:
+        require_plotly()
     store = _open_store(run_dir)
     recs = store.all()
     df = frame(recs, *_schema(store))
@@ -131,7 +135,8 @@ def write_report(run_dir: Path, output: Path | None = None) -> Path:
                          space_summary=str(store.get_meta("space_summary", "")), out_path=out,
                          headline=headline, settings=_settings(store, recs),
                          cmd_args=(store.get_meta("sweep_data") or {}).get("cmd_args"),
-                         importance=run_importance(Path(run_dir), (store.get_meta("sweep_data") or {}).get("name"), df))
+                         importance=run_importance(Path(run_dir), (store.get_meta("sweep_data") or {}).get("name"), df),
+                         interactive=interactive)
 
 
 def status_summary(run_dir: Path) -> dict[str, Any]:

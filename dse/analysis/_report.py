@@ -22,6 +22,7 @@ from dse.analysis import plots
 from dse.analysis._efficiency import with_efficiency
 from dse.analysis._figures import _is_missing
 from dse.analysis._importance import Importance, table_importance
+from dse.analysis._interactive import interactive_section
 from dse.analysis._report_engineer import CSS as _ENGINEER_CSS
 from dse.analysis._report_engineer import efficiency_section, figure_html, importance_section, memory_section
 from dse.metrics import units
@@ -67,24 +68,28 @@ def render_report(
     settings: str | None = None,
     cmd_args: Mapping[str, Any] | None = None,
     importance: Importance | None = None,
+    interactive: bool = False,
 ) -> Path:
     """Write the HTML report of the trial table `df` to `out_path` (atomically) and return the path.
 
     `best_toml` and `space_summary` are shown verbatim (escaped) in <pre> blocks; callers pass
     text that is already redacted. `top` bounds the table of best successful trials. `cmd_args` (the
     sweep's) name the GPU and the compute dtype for MFU and the memory capacity; `importance` is the
-    run's (`dse.analysis._importance.run_importance`), else it is computed from the table.
+    run's (`dse.analysis._importance.run_importance`), else it is computed from the table. `interactive` adds
+    the plotly figures (`dse.analysis._interactive`; without plotly: InputError before anything is written).
     """
     out_path = Path(out_path)
     document = build_html(df, title=title, best_toml=best_toml, space_summary=space_summary, top=top,
-                          headline=headline, settings=settings, cmd_args=cmd_args, importance=importance)
+                          headline=headline, settings=settings, cmd_args=cmd_args, importance=importance,
+                          interactive=interactive)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(out_path, document)  # the umask's mode, like every other file of the run
 
 
 def build_html(df: pd.DataFrame, *, title: str, best_toml: str | None, space_summary: str, top: int = 20,
                headline: str | None = None, settings: str | None = None,
-               cmd_args: Mapping[str, Any] | None = None, importance: Importance | None = None) -> str:
+               cmd_args: Mapping[str, Any] | None = None, importance: Importance | None = None,
+               interactive: bool = False) -> str:
     """The report as one HTML string (no I/O), so that it can be served or tested without a file.
 
     `headline` (the speed-up over the baseline, `dse best`'s first line) leads; `settings` are the run's own.
@@ -116,6 +121,7 @@ def build_html(df: pd.DataFrame, *, title: str, best_toml: str | None, space_sum
         _failure_table(df),
         '<h2 id="figures">Figures</h2>',
         *_figures(df),
+        *([interactive_section(eff, _primary_metric(df))] if interactive else []),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
