@@ -1,11 +1,30 @@
-"""Shared fixtures: a dummy HF token so MegatronBridge sweeps validate, and sweep builders."""
+"""Shared fixtures: a dummy HF token so MegatronBridge sweeps validate, and sweep builders; the Slurm
+time-limit job submitted as soon as the tests are collected."""
 
 from __future__ import annotations
 
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Slurm's shortest limit (one minute, checked every 30 s) takes 60-90 s to fire. The job is submitted once the
+# tests are collected, so by the time `test_time_limit_fires_as_timeout` runs, minutes later in the suite, it
+# has timed out instead of being waited for (it had cost 60-70 s of wall time). (job id, submitted at).
+TIMEOUT_JOB = pytest.StashKey[tuple[str, float]]()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    from slurm_cluster import sbatch, slurm_available
+
+    if not any(item.name == "test_time_limit_fires_as_timeout" for item in items) or not slurm_available():
+        return
+    folder = tempfile.mkdtemp(prefix="dse-test-timeout-")
+    job_id = sbatch("--time=1", "--job-name=dse-test-timeout", f"--output={folder}/timeout-%j.out",
+                    "--wrap=sleep 300")
+    config.stash[TIMEOUT_JOB] = (job_id, time.monotonic())
 
 REPO = Path(__file__).resolve().parents[1]
 DUMMY_TOKEN = "hf_DUMMYtestTOKEN0123456789"

@@ -5,8 +5,8 @@ reference, and a test module is not importable inside the job. Not `os.environ.g
 pickles its `os.environ` by value, so the job would answer from the submitter's environment.
 
 Time limits: Slurm's smallest limit is one minute and slurmctld tests limits only every 30 s, so a
-real TIMEOUT takes 60-90 s. The `cluster` fixture submits that job first; the other tests run while
-it waits, and `test_time_limit_fires_as_timeout` (last) collects it. The file takes about 60-95 s.
+real TIMEOUT takes 60-90 s. conftest.py submits that job as soon as the tests are collected; the suite
+runs while it waits, and `test_time_limit_fires_as_timeout` collects it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import submitit
+from conftest import TIMEOUT_JOB
 from slurm_cluster import (
     GPUS_PER_NODE,
     PARTITION,
@@ -51,14 +52,17 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     require_slurm()
     folder = tmp_path_factory.mktemp("slurm-jobs")
-    # Submitted first so its one-minute limit runs out while the other tests run.
-    job_id = sbatch(
-        "--time=1", "--job-name=dse-test-timeout", f"--output={folder}/timeout-%j.out", "--wrap=sleep 300"
-    )
-    state = Cluster(folder=folder, timeout_job_id=job_id, timeout_submitted_at=time.monotonic())
+    # Submitted at collection (conftest.py), so its one-minute limit runs out while the suite runs; here only
+    # when it was not (the cluster came up after collection).
+    job_id, submitted_at = request.config.stash.get(TIMEOUT_JOB, (None, 0.0))
+    if job_id is None:
+        job_id = sbatch("--time=1", "--job-name=dse-test-timeout", f"--output={folder}/timeout-%j.out",
+                        "--wrap=sleep 300")
+        submitted_at = time.monotonic()
+    state = Cluster(folder=folder, timeout_job_id=job_id, timeout_submitted_at=submitted_at)
     state.submitted.append(job_id)
     yield state
     scancel(*state.submitted)  # leave no sleeper behind when a test failed half-way
