@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 # Slurm's shortest limit (one minute, checked every 30 s) takes 60-90 s to fire. The job is submitted once the
-# tests are collected, so by the time `test_time_limit_fires_as_timeout` runs, minutes later in the suite, it
-# has timed out instead of being waited for (it had cost 60-70 s of wall time). (job id, submitted at).
+# tests are collected, and test_slurm_cluster.py runs last, so by the time `test_time_limit_fires_as_timeout`
+# runs, minutes later, it has timed out instead of being waited for (it had cost 60-70 s of wall time).
+# (job id, submitted at).
 TIMEOUT_JOB = pytest.StashKey[tuple[str, float]]()
 
 
@@ -25,6 +26,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     job_id = sbatch("--time=1", "--job-name=dse-test-timeout", f"--output={folder}/timeout-%j.out",
                     "--wrap=sleep 300")
     config.stash[TIMEOUT_JOB] = (job_id, time.monotonic())
+    # test_slurm_cluster.py last (in its own order), so the other tests run while the limit runs out
+    items.sort(key=lambda item: item.path.name == "test_slurm_cluster.py")
 
 REPO = Path(__file__).resolve().parents[1]
 DUMMY_TOKEN = "hf_DUMMYtestTOKEN0123456789"
