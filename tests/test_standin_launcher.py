@@ -171,7 +171,7 @@ def test_detach_default_returns_right_after_submission(checkout: Path, tmp_path:
 def test_killed_launcher_leaves_its_job_alone(checkout: Path, tmp_path: Path, sig: signal.Signals) -> None:
     _require_cluster()
     proc = subprocess.Popen(_argv(checkout, tmp_path, "--detach", "false", "--golden_values_path",
-                                  str(tmp_path / "g.json"), "-ms", "5"), cwd=tmp_path, env=_env(STANDIN_STEP_S="4"),
+                                  str(tmp_path / "g.json"), "-ms", "60"), cwd=tmp_path, env=_env(STANDIN_STEP_S="4"),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     job_id = ""
     try:
