@@ -309,3 +309,15 @@ def test_secret_env_reaches_the_job_by_name_only(monkeypatch: pytest.MonkeyPatch
     assert value not in " ".join(job.argv) and value not in repr(job.env) and value not in job.script()
     carrier = job.secret_env["WANDB_API_KEY"]
     assert os.environ[carrier] == value  # what the launcher, and the job it submits, inherit
+
+
+def test_progress_logs_are_the_nemo_run_job_log_and_the_launchers_output(tmp_path: Path) -> None:
+    """Read on every poll while early stopping is on: nemo_run's job log where nemo_run writes it, not any
+    `log-*.out` anywhere under the trial folder (a packaged code copy, a nested checkout)."""
+    job_log = tmp_path / "experiments" / "exp" / "exp_1733000000" / "exp" / "log-exp_4242_0.out"
+    decoy = tmp_path / "experiments" / "exp" / "exp_1733000000" / "code" / "tests" / "fixtures" / "log-old_1_0.out"
+    for path in (job_log, decoy):
+        path.parent.mkdir(parents=True)
+        path.write_text("iteration 1/10 | elapsed time per iteration (ms): 1000.0\n")
+    logs = MegatronBridgeWorkload(realistic_sweep()).progress_logs(tmp_path)
+    assert logs == [job_log, tmp_path / STDOUT]

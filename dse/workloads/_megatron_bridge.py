@@ -365,8 +365,10 @@ class MegatronBridgeWorkload(Workload):
         return outcome
 
     def progress_logs(self, trial_dir: Path) -> list[Path]:
-        """The training job's nemo_run log (under the experiment folder) and the launcher's own output."""
-        return [*sorted(trial_dir.rglob("log-*.out")), trial_dir / STDOUT]
+        """The training job's nemo_run log and the launcher's own output. Read on every poll while early
+        stopping is on, so only nemo_run's layout is looked at (NEMORUN_HOME is the trial folder:
+        `experiments/<name>/<name>_<time>/<task>/log-<name>_<job id>_0.out`), not the whole folder."""
+        return [*sorted(trial_dir.glob("experiments/*/*/*/log-*.out")), trial_dir / STDOUT]
 
     def identity(self) -> dict[str, Any]:
         repo = self.sweep.test.megatron_bridge_repo
