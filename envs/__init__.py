@@ -9,8 +9,9 @@ top-level name `envs` is taken on PyPI.
 
 from gymnasium.envs.registration import register, registry
 
-from dse.envs._trial_env import TrialEnv
 from dse.space import draw_env_params
+
+from ._trial_env import TrialEnv
 
 if "dse/Trial-v0" not in registry:
     register(id="dse/Trial-v0", entry_point="dse.envs._trial_env:TrialEnv")  # the passive env checker stays on
