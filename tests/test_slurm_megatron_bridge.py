@@ -24,6 +24,7 @@ from slurm_cluster import PARTITION, require_slurm, wait_for
 from standin_repo import make_standin_repo
 
 from dse.analysis._table import load_trials
+from dse.workloads import STDERR, STDOUT
 
 pytestmark = pytest.mark.slurm
 TOKEN = "hf_STANDINsecretTOKEN0123456789abcdef"
@@ -162,7 +163,7 @@ def test_kill_driver_and_launchers_then_resume_follows_the_training_jobs(tmp_pat
         return int(df["job_id"].astype(str).str.isdigit().sum()) >= 2
 
     assert wait_for(two_job_ids, timeout_s=120)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and every launcher it started: a lost login shell
+    os.killpg(proc.pid, signal.SIGKILL)  # a lost login shell: the driver and the job wrappers (launchers live on)
     proc.wait()
     run = _run_dir(out)
     r = _dse(tmp_path, "resume", str(run))
@@ -171,6 +172,42 @@ def test_kill_driver_and_launchers_then_resume_follows_the_training_jobs(tmp_pat
     assert set(df["status"]) == {"completed"} and len(df) == 3
     ids = sorted(str(j) for j in df["job_id"])
     assert wait_for(lambda: sorted(j for j, *_ in _sacct_jobs(since, tmp_path)) == ids, timeout_s=30), _sacct_jobs(since, tmp_path)
+
+
+def test_launchers_that_outlive_their_driver_before_submitting_are_followed_not_started_twice(
+        tmp_path: Path) -> None:
+    """The driver's process group killed while every launcher is still packaging (before its sbatch): the
+    launchers have sessions of their own and live on. `dse resume` must follow them to the job each submits, not
+    start a second launcher (and a second training job) for the same trial."""
+    url, tag = make_standin_repo(tmp_path / "src")
+    since = _now()
+    out = tmp_path / "o"
+    args = ["run", str(_sweep(tmp_path, url, tag)), "--system", str(_system(tmp_path)), "--out", str(out),
+            "--parallel", "3"]
+    proc = subprocess.Popen([sys.executable, "-m", "dse.cli", *args], cwd=REPO,
+                            env=_env(tmp_path, STANDIN_SUBMIT_DELAY_S="20", STANDIN_STEP_S="0.5"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def three_launchers_started() -> bool:  # each has written its sbatch script and waits before submitting it
+        logs = [p for p in out.glob("*/trials/*/*") if p.is_file() and p.name in (STDOUT, STDERR)]
+        return sum("Will launch the following command" in p.read_text(errors="replace") for p in logs) == 3
+
+    assert wait_for(three_launchers_started, timeout_s=120)
+    run = _run_dir(out)
+    assert not [j for j in load_trials(run)["job_id"] if str(j).isdigit()]  # none has submitted yet
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the launchers' job wrappers, not the launchers
+    proc.wait()
+    r = _dse(tmp_path, "resume", str(run))
+    assert r.returncode == 0, r.stdout + r.stderr
+    df = load_trials(run)
+    assert set(df["status"]) == {"completed"} and len(df) == 3, df[["status", "error"]]
+    ids = sorted(str(j) for j in df["job_id"])
+    assert all(j.isdigit() for j in ids)
+    # exactly the three jobs the first launchers submitted: no trial was launched twice
+    assert wait_for(lambda: sorted(j for j, *_ in _sacct_jobs(since, tmp_path)) == ids, timeout_s=30), (
+        ids, _sacct_jobs(since, tmp_path))
+    for trial in df["trial"]:  # one launcher run per trial: one nemo_run experiment folder each
+        assert len(list((run / "trials" / str(trial)).glob("experiments/*/*_*"))) == 1, trial
 
 
 def test_out_of_memory_in_the_training_job_is_an_expected_finding(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import submitit
 
-from dse.engine._launched_jobs import LaunchedJob
+from dse.engine._launched_jobs import LaunchedJob, note_program, running_program
 from dse.spec import SystemConfig
 from dse.timelimit import parse_time_limit
 from dse.workloads import SECRET_CARRIER_PREFIX, STDERR, STDOUT, JobSpec
@@ -50,6 +50,7 @@ def run_job(spec: JobSpec) -> int:
         cmd: Any = spec.argv[0] if spec.shell else spec.argv
         proc = subprocess.Popen(cmd, shell=spec.shell, cwd=cwd, env=env, stdout=out, stderr=err,
                                 start_new_session=True)
+        note_program(cwd, proc.pid)
         terminated, previous = _forward_sigterm(proc)
         try:
             rc = proc.wait(timeout=spec.time_limit_s)
@@ -232,8 +233,11 @@ class Executor:
         before printing the id of the job it submitted."""
         if submit_host:
             launcher = _live_local_job(folder)
-            launched = LaunchedJob(launcher, folder.parent, slurm_id=job_id or None)
-            return LaunchedJobHandle(launched) if launcher is not None or launched.job_id else None
+            # the launcher's job wrapper died with the driver's process group, the launcher itself did not
+            program = None if launcher is not None else running_program(folder.parent)
+            launched = LaunchedJob(launcher, folder.parent, slurm_id=job_id or None, program=program)
+            alive = launcher is not None or program is not None
+            return LaunchedJobHandle(launched) if alive or launched.job_id else None
         if not job_id:
             return None
         if self.kind == "slurm":

@@ -601,6 +601,7 @@ def main(args: argparse.Namespace, unknown: list[str]) -> int:
     script_path = job_dir / f"sbatch_{exp_name}.sh"
     script_path.write_text(script)
     logger.info(f"Will launch the following command with Nemo-Run: sbatch {script_path}")
+    time.sleep(float(os.environ.get("STANDIN_SUBMIT_DELAY_S", "0")))  # tests: nemo_run packaging before sbatch
     job_id = submit(script_path, {**os.environ, "NEMORUN_HOME": str(home), **secret_env(args)})
     if args.detach:
         return 0
