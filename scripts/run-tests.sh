@@ -48,7 +48,11 @@ fi
 no_tests() { [[ $1 -eq 5 ]] && echo "run-tests: pytest collected no $2 tests" >&2; }
 if [[ ${#markers[@]} -eq 0 && $# -eq 0 ]]; then
     slurm_log=$(mktemp)
-    "$PY" -m pytest -q -m slurm -p no:cacheprovider >"$slurm_log" 2>&1 &
+    # bash starts a background command with SIGINT ignored, and its children would inherit that (a test sends
+    # SIGINT to a launcher): the default is restored before pytest starts
+    "$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])' \
+        -q -m slurm -p no:cacheprovider >"$slurm_log" 2>&1 &
     slurm_pid=$!
     "$PY" -m pytest -q -m "not slurm"
     rc=$?
