@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from conftest import REPO, wait_for_submission, write_toml
+from slurm_cluster import wait_for
 
 from dse.analysis._table import load_trials
 
@@ -79,6 +80,24 @@ def test_jobs_killed_before_they_started_are_run_on_resume(tmp_path: Path) -> No
     assert r.returncode == 0, r.stdout + r.stderr
     df = load_trials(run)
     assert len(df) == 4 and set(df["status"]) == {"completed"}, df[["param.x", "status", "error"]]
+
+
+def test_programs_that_outlive_their_killed_process_group_are_followed_on_resume(tmp_path: Path) -> None:
+    """The process group dies while the programs run: each program has a session of its own and runs on, its job
+    wrapper does not. A resume waits for each to end and reads its metrics; none is failed while it runs, none
+    runs twice."""
+    sweep = _sweep(tmp_path, "sleep 4; " + OK_CMD, "[1, 2, 3]")
+    out = tmp_path / "runs"
+    proc = _start(sweep, out)
+    assert wait_for(lambda: len(_ran(tmp_path)) == 2, timeout_s=60)  # both programs have started
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    run = _run_dir(out)
+    r = _dse("resume", str(run))
+    assert r.returncode == 0, r.stdout + r.stderr
+    df = load_trials(run)
+    assert len(df) == 3 and set(df["status"]) == {"completed"}, df[["param.x", "status", "error"]]
+    assert sorted(_ran(tmp_path)) == ["ran 1", "ran 2", "ran 3"]  # each program ran once
 
 
 def test_ctrl_c_in_a_terminal_lets_running_trials_finish(tmp_path: Path) -> None:

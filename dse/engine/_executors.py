@@ -8,6 +8,7 @@ job inherits them from the driver's environment (see `JobSpec.secret_env`).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -20,12 +21,13 @@ from typing import Any
 
 import submitit
 
-from dse.engine._launched_jobs import LaunchedJob, note_program, running_program
+from dse.engine._launched_jobs import LaunchedJob
 from dse.spec import SystemConfig
 from dse.timelimit import parse_time_limit
 from dse.workloads import SECRET_CARRIER_PREFIX, STDERR, STDOUT, JobSpec
 
 TIMEOUT_RC = 124
+PROGRAM_FILE = "program.json"  # in the trial folder: the pid and start time of the trial's program
 MISSING_SECRET_RC = 1  # a secret the job needs was not in its inherited environment
 
 
@@ -233,11 +235,8 @@ class Executor:
         before printing the id of the job it submitted."""
         if submit_host:
             launcher = _live_local_job(folder)
-            # the launcher's job wrapper died with the driver's process group, the launcher itself did not
-            program = None if launcher is not None else running_program(folder.parent)
-            launched = LaunchedJob(launcher, folder.parent, slurm_id=job_id or None, program=program)
-            alive = launcher is not None or program is not None
-            return LaunchedJobHandle(launched) if alive or launched.job_id else None
+            launched = LaunchedJob(launcher, folder.parent, slurm_id=job_id or None)
+            return LaunchedJobHandle(launched) if launcher is not None or launched.job_id else None
         if not job_id:
             return None
         if self.kind == "slurm":
@@ -266,6 +265,33 @@ def _plain(spec: JobSpec) -> JobSpec:
     return replace(spec, submit_host=False)
 
 
+def note_program(trial_dir: Path, pid: int) -> None:
+    """Where the program runs, written when it starts. It has a session of its own (so that a cancel reaches
+    all of it), so it outlives a driver killed with its whole process group; a resumed driver finds it here."""
+    with contextlib.suppress(OSError):
+        (trial_dir / PROGRAM_FILE).write_text(json.dumps({"pid": pid, "start": _start_time(pid)}))
+
+
+def running_program(trial_dir: Path) -> int | None:
+    """The pid of the trial's program when it is still the same process and still running, else None."""
+    try:
+        noted = json.loads((trial_dir / PROGRAM_FILE).read_text())
+        pid = int(noted["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    start = _start_time(pid)
+    return pid if start is not None and start == noted.get("start") else None  # not a reused pid, not a zombie
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (/proc/PID/stat field 22), None when it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
 def _live_local_job(folder: Path) -> JobHandle | None:
     """The local job of an earlier driver in `folder` (submitit names its files by the job's pid), if alive."""
     pids = sorted({p.name.split("_")[0] for p in folder.glob("*_submitted.pkl") if p.name.split("_")[0].isdigit()})
@@ -277,11 +303,17 @@ def _live_local_job(folder: Path) -> JobHandle | None:
 
 
 class _OrphanLocalJob:
-    """A local job whose driver died: it keeps running; its result pickle says how it ended."""
+    """A local job whose driver died: it keeps running; its result pickle says how it ended.
+
+    When the driver's whole process group was killed, the job's wrapper died with it but its program (a session
+    of its own) runs on: the job is done when that program ends, and how it ended is then unknown (its metrics
+    decide, as for a program without an exit code).
+    """
 
     def __init__(self, folder: Path, job_id: str) -> None:
         self.job_id = job_id
         self.paths = submitit.core.utils.JobPaths(folder, job_id=job_id, task_id=0)
+        self.trial_dir = Path(folder).parent
         self.state = ""
 
     def _alive(self) -> bool:
@@ -292,16 +324,23 @@ class _OrphanLocalJob:
         return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
     def done(self) -> bool:
-        return self.paths.result_pickle.exists() or not self._alive()
+        if self.paths.result_pickle.exists():
+            return True
+        return not self._alive() and running_program(self.trial_dir) is None
 
     def result(self) -> Any:
         if not self.paths.result_pickle.exists():
-            raise RuntimeError("the job ended without a result (killed with its driver?)")
+            raise RuntimeError("the job's wrapper ended without a result (killed with its driver); its program, "
+                               "if it had started, ran to its end")
         outcome, value = submitit.core.utils.pickle_load(self.paths.result_pickle)
         if outcome != "success":
             raise RuntimeError(str(value)[-300:])
         return value
 
     def cancel(self, check: bool = False) -> None:
-        with contextlib.suppress(OSError):
-            os.kill(int(self.job_id), signal.SIGTERM)
+        if self._alive():
+            with contextlib.suppress(OSError):
+                os.kill(int(self.job_id), signal.SIGTERM)  # run_job passes it to the program's session
+        elif (program := running_program(self.trial_dir)) is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(program, signal.SIGTERM)

@@ -11,21 +11,15 @@ cancelling it cancels the Slurm job too (`scancel`), never leaving an allocation
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from dse.workloads import STDERR, STDOUT, read_text
 
-__all__ = ["PROGRAM_FILE", "LaunchedJob", "note_program", "parse_submitted_job_id", "running_program", "sacct_state",
-           "scancel"]
-
-PROGRAM_FILE = "program.json"  # in the trial folder: the pid and start time of the trial's program
+__all__ = ["LaunchedJob", "parse_submitted_job_id", "sacct_state", "scancel"]
 
 _JOB_ID = re.compile(r"(?:Submitted batch job|Job id:)\s+(\d+)")
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
@@ -59,42 +53,12 @@ def scancel(job_id: str) -> None:
             subprocess.run(["scancel", str(job_id)], capture_output=True, timeout=30)
 
 
-def note_program(trial_dir: Path, pid: int) -> None:
-    """Where the program runs, written when it starts. It has a session of its own (so that a cancel reaches
-    all of it), so it outlives a driver killed with its whole process group; a resumed driver finds it here."""
-    with contextlib.suppress(OSError):
-        (trial_dir / PROGRAM_FILE).write_text(json.dumps({"pid": pid, "start": _start_time(pid)}))
-
-
-def running_program(trial_dir: Path) -> int | None:
-    """The pid of the trial's program when it is still the same process and still running, else None."""
-    try:
-        noted = json.loads((trial_dir / PROGRAM_FILE).read_text())
-        pid = int(noted["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    start = _start_time(pid)
-    return pid if start is not None and start == noted.get("start") else None  # not a reused pid, not a zombie
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks (/proc/PID/stat field 22), None when it is gone or a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
 class LaunchedJob:
     """The launcher process (may be None) and the Slurm job it submitted (id known once printed)."""
 
     def __init__(self, launcher: object | None, trial_dir: Path, slurm_id: str | None = None,
-                 sacct_every_s: float = 2.0, program: int | None = None) -> None:
+                 sacct_every_s: float = 2.0) -> None:
         self.launcher = launcher  # a JobHandle (local)
-        # after a driver restart: the pid of the launcher that outlived its driver (and its job wrapper), which
-        # may still be about to submit; followed until it ends, then the Slurm job it printed decides
-        self.program = program
         self.trial_dir = Path(trial_dir)
         self.slurm_id = slurm_id
         self.sacct_every_s = sacct_every_s
@@ -120,8 +84,6 @@ class LaunchedJob:
     def done(self) -> bool:
         if self.launcher is not None and not self.launcher.done():  # type: ignore[attr-defined]
             return False
-        if self.program is not None and running_program(self.trial_dir) == self.program:
-            return False
         if not self.job_id:
             return True  # the launcher ended without submitting anything
         state = self.slurm_state(fresh=self.launcher is not None)
@@ -142,9 +104,6 @@ class LaunchedJob:
         return rc, state, message
 
     def cancel(self) -> None:
-        if self.program is not None and running_program(self.trial_dir) == self.program:
-            with contextlib.suppress(OSError):
-                os.killpg(self.program, signal.SIGTERM)  # its own session, as run_job started it
         if self.job_id:
             scancel(self.job_id)
         if self.launcher is not None:
