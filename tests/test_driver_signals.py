@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 from conftest import REPO, wait_for_submission, write_toml
 from slurm_cluster import wait_for
 
@@ -69,33 +71,32 @@ def test_two_resumes_at_once_cannot_both_drive_the_run(tmp_path: Path) -> None:
 
 def test_jobs_killed_before_they_started_are_run_on_resume(tmp_path: Path) -> None:
     """The whole process group dies right after submission (a reboot, an OOM kill of the cgroup)."""
-    sweep = _sweep(tmp_path, "sleep 1; " + OK_CMD, "[1, 2, 3, 4]")
     out = tmp_path / "runs"
+    df = _kill_group_then_resume(_sweep(tmp_path, "sleep 1; " + OK_CMD, "[1, 2, 3, 4]"), out,
+                                 lambda: wait_for_submission(out, trial=2))
+    assert len(df) == 4 and set(df["status"]) == {"completed"}, df[["param.x", "status", "error"]]
+
+
+def _kill_group_then_resume(sweep: Path, out: Path, when: Callable[[], object]) -> pd.DataFrame:
+    """`dse run` in its own process group, SIGKILL to all of it once `when()` returns, then `dse resume`."""
     proc = _start(sweep, out)
-    wait_for_submission(out, trial=2)
+    when()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
     run = _run_dir(out)
     r = _dse("resume", str(run))
     assert r.returncode == 0, r.stdout + r.stderr
-    df = load_trials(run)
-    assert len(df) == 4 and set(df["status"]) == {"completed"}, df[["param.x", "status", "error"]]
+    return load_trials(run)
 
 
 def test_programs_that_outlive_their_killed_process_group_are_followed_on_resume(tmp_path: Path) -> None:
     """The process group dies while the programs run: each program has a session of its own and runs on, its job
     wrapper does not. A resume waits for each to end and reads its metrics; none is failed while it runs, none
     runs twice."""
-    sweep = _sweep(tmp_path, "sleep 4; " + OK_CMD, "[1, 2, 3]")
-    out = tmp_path / "runs"
-    proc = _start(sweep, out)
-    assert wait_for(lambda: len(_ran(tmp_path)) == 2, timeout_s=60)  # both programs have started
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    run = _run_dir(out)
-    r = _dse("resume", str(run))
-    assert r.returncode == 0, r.stdout + r.stderr
-    df = load_trials(run)
+    def started() -> None:
+        assert wait_for(lambda: len(_ran(tmp_path)) == 2, timeout_s=60)  # both programs are running
+
+    df = _kill_group_then_resume(_sweep(tmp_path, "sleep 4; " + OK_CMD, "[1, 2, 3]"), tmp_path / "runs", started)
     assert len(df) == 3 and set(df["status"]) == {"completed"}, df[["param.x", "status", "error"]]
     assert sorted(_ran(tmp_path)) == ["ran 1", "ran 2", "ran 3"]  # each program ran once
 
