@@ -252,3 +252,9 @@ def test_out_of_memory_and_rejected_trials_are_counted_apart_within_the_failed(r
     assert oom > 0
     assert re.search(rf'of which out of memory</th><td class="num" data-reason="out-of-memory">{oom}<', doc)
     assert re.search(r'data-reason="rejected-config">0<', doc)
+
+
+def test_a_sweep_without_env_params_gets_one_line_not_an_empty_environment_figure(runs: dict[str, Path]) -> None:
+    doc = _doc(runs["random"])
+    assert 'id="env-effects"' not in doc and "Environment effects" not in doc
+    assert "draws no env_params" in _by_id(doc, "env-effects-why")

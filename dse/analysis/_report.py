@@ -280,10 +280,15 @@ def _figures(df: pd.DataFrame) -> list[str]:
         (f"Parallel coordinates: the best trials by {label}", "parallel-coordinates",
          lambda: plots.parallel_coordinates(df, metric=metric)),
         ("Pareto front: step time against peak memory", "pareto-front", lambda: plots.pareto_front(df)),
-        (f"Environment effects: {label} per env_param value", "env-effects",
-         lambda: plots.env_effects(df, metric=metric)),
     ]
-    return [figure_html(caption, ident, draw) for caption, ident, draw in specs]
+    figures = [figure_html(caption, ident, draw) for caption, ident, draw in specs]
+    if any(isinstance(c, str) and c.startswith("env.") for c in df.columns):
+        figures.append(figure_html(f"Environment effects: {label} per env_param value", "env-effects",
+                                   lambda: plots.env_effects(df, metric=metric)))
+    else:  # an empty figure says less than one line
+        figures.append('<p class="unknown" id="env-effects-why">No environment figure: this sweep draws no '
+                       "env_params.</p>")
+    return figures
 
 
 # ---------------------------------------------------------------------------------------------- cells
