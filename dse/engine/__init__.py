@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dse.engine._dryrun import DryRun, dry_run, dry_run_text, plan_dry_run
+    from dse.engine._dryrun import DryRun, dry_run_text, plan_dry_run
     from dse.engine._executors import Executor, JobHandle, JobResult, run_job
     from dse.engine._sweep import (
         EXPORT_EVERY_S,
@@ -42,7 +42,6 @@ _WHERE = {
     "TrialObserver": "dse.engine._sweep",
     "default_cache_path": "dse.engine._sweep",
     "DryRun": "dse.engine._dryrun",
-    "dry_run": "dse.engine._dryrun",
     "dry_run_text": "dse.engine._dryrun",
     "plan_dry_run": "dse.engine._dryrun",
     "new_run_dir": "dse.engine._sweep",
@@ -66,7 +65,6 @@ __all__ = [
     "TrialObserver",
     "default_cache_path",
     "DryRun",
-    "dry_run",
     "dry_run_text",
     "plan_dry_run",
     "new_run_dir",

@@ -103,10 +103,3 @@ def dry_run_text(plan: DryRun) -> str:
                          f"{t.time_limit or 'none'}, scheduler {plan.scheduler}")
         lines.append(t.script.rstrip("\n"))
     return "\n".join(lines)
-
-
-def dry_run(sweep: Sweep, make_agent: AgentFactory, n: int = 3, out: Path | None = None, agent: str | None = None,
-            seed: int = 0) -> int:
-    """`dse dry-run`: print the plan; exit code 0."""
-    print(dry_run_text(plan_dry_run(sweep, make_agent, n=n, out=out, agent=agent, seed=seed)))
-    return 0

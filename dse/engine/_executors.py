@@ -317,11 +317,7 @@ class _OrphanLocalJob:
         self.state = ""
 
     def _alive(self) -> bool:
-        try:
-            stat = Path(f"/proc/{int(self.job_id)}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+        return _start_time(int(self.job_id)) is not None
 
     def done(self) -> bool:
         if self.paths.result_pickle.exists():
