@@ -240,9 +240,8 @@ def _cmd_dry_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from dse.agents import create_sweep_agent
-    from dse.engine import RunOptions, SweepRunner, new_run_dir
-    from dse.export import make_loggers, parse_log_to
+    from dse.api import run
+    from dse.export import parse_log_to
 
     log_to = parse_log_to(args.log_to)  # a missing extra is refused before anything runs
     sweep = _load(args)
@@ -250,24 +249,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InputError("must be >= 1", field="--parallel")
     if args.steps is not None and args.steps < 1:
         raise InputError("must be >= 1", field="--steps")
-    opts = RunOptions(
-        agent=args.agent,
-        steps=args.steps,
-        parallel=args.parallel,
-        seed=args.seed,
-        out=args.out,
-        cache=args.cache,
-        no_cache=args.no_cache,
-        executor=args.executor,
-        time_scale=args.time_scale,
-        early_stopping=args.early_stopping,
-        log_to=log_to,
-        trial_observers=list(make_loggers(log_to, wandb_project=args.wandb_project)),
-    )
-    run_dir = new_run_dir(Path(opts.out), sweep.name)
-    with _progress_to_stderr(args.json):
-        code = SweepRunner(sweep, run_dir, opts, create_sweep_agent).run()
-    return _run_json(run_dir, code) if args.json else code
+    with _progress_to_stderr(args.json):  # dse.run composes the options, the trackers and the run dir
+        result = run(sweep, agent=args.agent, steps=args.steps, parallel=args.parallel, seed=args.seed,
+                     out=args.out, cache=args.cache, no_cache=args.no_cache, executor=args.executor,
+                     time_scale=args.time_scale, early_stopping=args.early_stopping, log_to=log_to,
+                     wandb_project=args.wandb_project)
+    code = result.exit_code
+    assert code is not None  # a run's result has one; only a loaded run's has none
+    return _run_json(result.run_dir, code) if args.json else code
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
