@@ -126,16 +126,16 @@ def write_report(run_dir: Path, output: Path | None = None, *, interactive: bool
     store = _open_store(run_dir)
     recs = store.all()
     df = frame(recs, *_schema(store))
+    sweep_data = store.get_meta("sweep_data") or {}
     best = best_record(recs)
-    best_t = best_toml(store.get_meta("sweep_data"), best) if best else None
+    best_t = best_toml(sweep_data, best) if best else None
     summary = _summary(store, recs)
     headline = _text(summary).splitlines()[0] if summary else None
     out = output or Path(run_dir) / "report.html"
     return render_report(df, title=f"dse sweep {Path(run_dir).name}", best_toml=best_t,
                          space_summary=str(store.get_meta("space_summary", "")), out_path=out,
-                         headline=headline, settings=_settings(store, recs),
-                         cmd_args=(store.get_meta("sweep_data") or {}).get("cmd_args"),
-                         importance=run_importance(Path(run_dir), (store.get_meta("sweep_data") or {}).get("name"), df),
+                         headline=headline, settings=_settings(store, recs), cmd_args=sweep_data.get("cmd_args"),
+                         importance=run_importance(Path(run_dir), sweep_data.get("name"), df),
                          interactive=interactive)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "best_index",
     "dtype_peak_tflops",
     "efficiency_note",
+    "failed_with",
     "headroom",
     "is_oom",
     "per_value",
@@ -36,7 +37,6 @@ __all__ = [
 
 FLOPS = "metric.tflops-per-gpu"
 MEMORY = "metric.max-alloc-gb"
-_OOM = FailureReason.OUT_OF_MEMORY.value
 
 
 def dtype_peak_tflops(gpu: GPU, compute_dtype: str) -> float | None:
@@ -148,11 +148,16 @@ def per_value(eff: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def is_oom(df: pd.DataFrame) -> pd.Series:
-    """Trials that ran out of memory (failed with the reason `out-of-memory`)."""
+def failed_with(df: pd.DataFrame, reason: FailureReason) -> pd.Series:
+    """Trials whose error names `reason` (the engine writes `out-of-memory: ...`, `rejected-config: ...`)."""
     if "error" not in df.columns:
         return pd.Series(False, index=df.index)
-    return df["error"].map(lambda e: not _is_missing(e) and str(e).startswith(_OOM)).astype(bool)
+    return df["error"].map(lambda e: not _is_missing(e) and str(e).startswith(reason.value)).astype(bool)
+
+
+def is_oom(df: pd.DataFrame) -> pd.Series:
+    """Trials that ran out of memory (failed with the reason `out-of-memory`)."""
+    return failed_with(df, FailureReason.OUT_OF_MEMORY)
 
 
 @dataclass(frozen=True)

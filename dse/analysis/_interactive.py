@@ -140,13 +140,8 @@ def best_so_far(df: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     values = _numeric(df, _metric_column(metric)).to_numpy(dtype=float)
     ok = _status(df).isin(SUCCESS).to_numpy() & np.isfinite(values)
     order = np.argsort(x, kind="stable")
-    lower = lower_is_better(metric)
-    best, out = np.nan, []
-    for k in order:
-        if ok[k] and (np.isnan(best) or (values[k] < best if lower else values[k] > best)):
-            best = float(values[k])
-        out.append(best)
-    return x[order], np.array(out, dtype=float)
+    running = np.fmin if lower_is_better(metric) else np.fmax  # they skip NaN: the failed trials hold none
+    return x[order], running.accumulate(np.where(ok, values, np.nan)[order])
 
 
 def trial_figure(go: Any, df: pd.DataFrame, metric: str) -> Any:

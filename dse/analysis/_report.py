@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dse.analysis import plots
-from dse.analysis._efficiency import with_efficiency
+from dse.analysis._efficiency import best_index, failed_with, with_efficiency
 from dse.analysis._figures import _is_missing
 from dse.analysis._importance import Importance, table_importance
 from dse.analysis._interactive import interactive_section
@@ -144,23 +144,20 @@ def _subtitle(df: pd.DataFrame) -> str:
     text = f"{n} trial{'s' if n != 1 else ''}, {ok} successful"
     if "run" in df.columns and df["run"].nunique() > 1:
         text += f", {df['run'].nunique()} runs"
-    if ok and "reward" in df.columns:
-        rewards = pd.to_numeric(df.loc[_success_mask(df), "reward"], errors="coerce")
-        if rewards.notna().any():
-            best = rewards.idxmax()
-            step = pd.to_numeric(pd.Series([df.loc[best].get("metric.step-time")]), errors="coerce").iloc[0]
-            trial = df.loc[best].get("trial")
-            if np.isfinite(step):  # an engineer reads a step time; the reward only where there is none
-                text += f"; best step time {units.format_metric('step-time', float(step))} (trial {trial})"
-            else:
-                text += f"; best reward {_fmt(float(rewards.max()))} (trial {trial})"
+    best = best_index(df)  # the best trial as every section of the report ranks it
+    if best is not None:
+        step = pd.to_numeric(pd.Series([df.loc[best].get("metric.step-time")]), errors="coerce").iloc[0]
+        trial = df.loc[best].get("trial")
+        if np.isfinite(step):  # an engineer reads a step time; the reward only where there is none
+            text += f"; best step time {units.format_metric('step-time', float(step))} (trial {trial})"
+        else:
+            text += f"; best reward {_fmt(float(df.loc[best, 'reward']))} (trial {trial})"
     return text
 
 
 def _status_table(df: pd.DataFrame) -> str:
     counts = _statuses(df).value_counts()
     names = list(STATUSES) + sorted(s for s in counts.index if s not in STATUSES)
-    errors = df["error"].astype(str) if "error" in df.columns else pd.Series([""] * len(df), index=df.index)
     failed = _statuses(df).isin([s.value for s in FAILURE_STATUSES])
     rows = []
     for name in names:
@@ -172,7 +169,7 @@ def _status_table(df: pd.DataFrame) -> str:
             continue
         for reason, label in ((FailureReason.OUT_OF_MEMORY, "of which out of memory"),
                               (FailureReason.REJECTED_CONFIG, "of which rejected by the framework")):
-            k = int((failed & errors.str.startswith(reason.value)).sum())  # the sweep's findings, not faults
+            k = int((failed & failed_with(df, reason)).sum())  # the sweep's findings, not faults
             rows.append(f'<tr><th scope="row">&nbsp;&nbsp;{label}</th><td class="num{" zero" if k == 0 else ""}" '
                         f'data-reason="{reason.value}">{k}</td></tr>')
     rows.append(f'<tr><th scope="row">total</th><td class="num" data-status="total">{len(df)}</td></tr>')
