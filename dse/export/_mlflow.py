@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any
 
-from dse.analysis import best_record
+from dse.analysis import best_record, total_gpu_hours
 from dse.export._base import (
     Ledger,
     RunInfo,
@@ -139,7 +139,7 @@ class MlflowLogger(TrialLogger):
         if parent is None:
             return
         at, best = int(time.time() * 1000), best_record(records)
-        summary = {"trials": float(len(records)), "gpu_hours": sum(r.gpu_hours or 0.0 for r in records)}
+        summary = {"trials": float(len(records)), "gpu_hours": total_gpu_hours(records)}
         if best is not None:
             summary.update({"best_trial": float(best.trial), **{f"best.{k}": v for k, v in trial_metrics(best).items()},
                             **{f"best.{k}": v for k, v in trial_scores(best).items() if k == "reward"}})

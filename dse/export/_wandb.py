@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dse.analysis import best_record, frame
+from dse.analysis import best_record, frame, total_gpu_hours
 from dse.export._base import (
     Ledger,
     RunInfo,
@@ -88,7 +88,7 @@ class WandbLogger(TrialLogger):
                 run.log({"trials": wandb.Table(columns=columns, data=rows)})
                 best = best_record(records)
                 run.summary.update({"trials": len(records),
-                                    "gpu_hours": sum(r.gpu_hours or 0.0 for r in records),
+                                    "gpu_hours": total_gpu_hours(records),
                                     **({"best_trial": best.trial, "best_reward": best.reward} if best else {})})
         finally:
             run.finish()
