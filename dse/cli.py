@@ -304,7 +304,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from dse.analysis import compare_runs
-    from dse.metrics import format_number
+    from dse.metrics import format_number, units
 
     rows = compare_runs(args.run_dirs)
     if args.json:
@@ -315,7 +315,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         step = "-" if r["best_step_time"] is None else f"{format_number(r['best_step_time'])} s"
         speed = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
         print(f"{Path(r['run']).name[:44]:<44} {str(r['agent'])[:14]:<14} {r['trials']:>6} "
-              f"{str(r['best_trial'] or '-'):>5} {step:>10} {speed:>8} {r['gpu_hours']:>8.3g}")
+              f"{str(r['best_trial'] or '-'):>5} {step:>10} {speed:>8} {units.gpu_hours(r['gpu_hours'], unit=False):>8}")
     return EXIT_OK
 
 

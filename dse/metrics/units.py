@@ -84,11 +84,11 @@ def gb(value: float | None, *, unit: bool = True) -> str:
     return f"{v:.1f}" + (" GB" if unit else "")
 
 
-def gpu_hours(value: float | None) -> str:
+def gpu_hours(value: float | None, *, unit: bool = True) -> str:
     """GPU-hours: 3 significant digits ("139 GPU-hours", "0.622 GPU-hours")."""
     if (v := _num(value)) is None:
         return "-"
-    return f"{v:.0f} GPU-hours" if abs(v) >= 100 else f"{v:.3g} GPU-hours"
+    return (f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}") + (" GPU-hours" if unit else "")
 
 
 def percent(fraction: float | None, *, digits: int = 1) -> str:
